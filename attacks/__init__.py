@@ -1,0 +1,1 @@
+"""Attacks on watermarked images and bit pyramids (see DESIGN §7); a registry of small attack classes."""

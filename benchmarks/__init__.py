@@ -1,0 +1,1 @@
+"""Experiments that produce tables and plots: speed, robustness, quality, collapse, radioactivity."""

@@ -1,0 +1,214 @@
+"""The `bitmark` command. Exit codes: 0 all inputs read, 1 some inputs unreadable, 2 usage/key/config error."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from bitmark.keys import RULES, ConfigMismatch, KeyFileError, WatermarkConfig, WatermarkKey
+
+log = logging.getLogger("bitmark")
+
+EXIT_OK, EXIT_UNREADABLE, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A problem with the command line, a key or a configuration: exit code 2."""
+
+
+def _scales(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"scales are comma-separated integers, got {text!r}") from None
+
+
+def _load_key(path: str) -> WatermarkKey:
+    try:
+        return WatermarkKey.load(path)
+    except KeyFileError as e:
+        raise UsageError(str(e)) from e
+
+
+def _emit(rows: list[dict[str, Any]], as_json: bool, columns: Sequence[str]) -> None:
+    """Print rows as JSON lines or as an aligned table of `columns` (error rows show their error)."""
+    if as_json:
+        for r in rows:
+            print(json.dumps(r))
+        return
+    table = [list(columns)] + [[_fmt(r.get(c)) for c in columns] for r in rows if "error" not in r]
+    widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
+    lines = iter(table[1:])
+    print("  ".join(c.ljust(w) for c, w in zip(table[0], widths)).rstrip())
+    for r in rows:
+        if "error" in r:
+            print(f"{r.get(columns[0], '')}  error: {r['error']}")
+        else:
+            print("  ".join(c.ljust(w) for c, w in zip(next(lines), widths)).rstrip())
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1e-3 and v != 0 else f"{v:.2f}"
+    return "" if v is None else str(v)
+
+
+# ---------------------------------------------------------------------------------------------- keygen
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    config = WatermarkConfig(rule=args.rule, context=args.context, delta=args.delta, scales=args.scales)
+    key = WatermarkKey.generate(config)
+    try:
+        key.save(args.out)
+    except FileExistsError:
+        raise UsageError(f"{args.out} exists; refusing to overwrite a key") from None
+    info = {"key_id": key.key_id, "path": str(args.out), **config.to_dict()}
+    if args.json:
+        print(json.dumps(info))
+    else:
+        print(f"wrote key {key.key_id} to {args.out} (mode 0600): {config}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------- detect
+
+DETECT_COLUMNS = ("path", "index", "is_watermarked", "z_score", "log10_p", "num_scored", "num_green")
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from bitmark.pyramid import PyramidError, load_pyramid
+    from detectors import BitDetector
+
+    key = _load_key(args.key)
+    try:
+        detector = BitDetector(
+            key,
+            fpr=args.fpr,
+            null=args.null,
+            unique=args.unique,
+            scales=args.scales,
+            rule=args.rule,
+            context=args.context,
+            delta=args.delta,
+        )
+    except (ConfigMismatch, ValueError) as e:
+        raise UsageError(str(e)) from e
+    rows: list[dict[str, Any]] = []
+    unreadable = 0
+    for path in args.inputs:
+        try:
+            result = detector.detect(load_pyramid(path))
+        except (PyramidError, ValueError, OSError) as e:
+            unreadable += 1
+            log.warning("%s", e)
+            rows.append({"path": path, "error": str(e)})
+            continue
+        for i, row in enumerate(result.rows()):
+            rows.append({"path": path, "index": i, **row})
+    if not args.json:
+        rows = [{k: v for k, v in r.items() if k not in ("scale_scored", "scale_green")} for r in rows]
+    _emit(rows, args.json, DETECT_COLUMNS)
+    return EXIT_UNREADABLE if unreadable else EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------- demo
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bitmark.demo import synthetic_demo
+
+    rows = synthetic_demo(Path(args.out), num=args.num, seed=args.seed)
+    _emit(rows, args.json, ("sample", "watermarked", "z_score", "log10_p", "is_watermarked"))
+    if not args.json:
+        tp = sum(r["is_watermarked"] for r in rows if r["watermarked"])
+        fp = sum(r["is_watermarked"] for r in rows if not r["watermarked"])
+        n = len(rows) // 2
+        print(f"\nflagged {tp}/{n} watermarked and {fp}/{n} clean samples at 1% FPR; key and pyramids in {args.out}/")
+        print(f"try: bitmark detect --key {args.out}/demo-key.json {args.out}/*.safetensors")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------- bench
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.name == "speed":
+        from benchmarks.speed import run
+
+        run(as_json=args.json, repeats=args.repeats)
+        return EXIT_OK
+    if args.name == "null":
+        from benchmarks.null_calibration import run
+
+        run(num=args.num, keys=args.keys, as_json=args.json)
+        return EXIT_OK
+    raise UsageError(f"unknown benchmark {args.name!r}")
+
+
+# ---------------------------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bitmark", description=__doc__.split(".")[0] + ".")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress and details")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    k = sub.add_parser("keygen", help="make a new random 256-bit key file (mode 0600)")
+    k.add_argument("--out", required=True, help="key file to write (never overwritten)")
+    k.add_argument("--rule", choices=RULES, default=WatermarkConfig.rule)
+    k.add_argument("--context", type=int, default=WatermarkConfig.context, help="context width n (2..8)")
+    k.add_argument("--delta", type=float, default=WatermarkConfig.delta, help="logit bias of green bits")
+    k.add_argument("--scales", type=_scales, default=None, help="watermarked scale indices, e.g. 2,3,4 (default all)")
+    k.add_argument("--json", action="store_true")
+    k.set_defaults(func=cmd_keygen)
+
+    d = sub.add_parser("detect", help="test bit pyramids (.safetensors/.npz) for a key's watermark")
+    d.add_argument("inputs", nargs="+", metavar="INPUT")
+    d.add_argument("--key", required=True)
+    d.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate (default 0.01)")
+    d.add_argument("--null", choices=("self-normalised", "binomial"), default=None, help="default: by rule")
+    d.add_argument("--unique", action="store_true", help="binomial null: count unique occurrences only")
+    d.add_argument("--scales", type=_scales, default=None, help="score only these watermarked scales")
+    d.add_argument("--rule", choices=RULES, default=None, help="refuse unless the key uses this rule")
+    d.add_argument("--context", type=int, default=None, help="refuse unless the key uses this n")
+    d.add_argument("--delta", type=float, default=None, help="refuse unless the key uses this delta")
+    d.add_argument("--json", action="store_true", help="JSON lines, one per image")
+    d.set_defaults(func=cmd_detect)
+
+    m = sub.add_parser("demo", help="key -> watermarked sampling -> detection round trip")
+    m.add_argument("--out", default="demo-out", help="folder for the demo key and pyramids")
+    m.add_argument("--num", type=int, default=16, help="samples of each kind")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=cmd_demo)
+
+    b = sub.add_parser("bench", help="run a benchmark: speed, or null (FPR of each rule and null for fixed keys)")
+    b.add_argument("name", choices=("speed", "null"))
+    b.add_argument("--repeats", type=int, default=5, help="speed: timing repeats (best is kept)")
+    b.add_argument("--num", type=int, default=5000, help="null: pyramids per source")
+    b.add_argument("--keys", type=int, default=8, help="null: fixed keys per arm")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return args.func(args)
+    except (UsageError, ConfigMismatch) as e:
+        print(f"bitmark {args.command}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as e:  # configuration values rejected by the library
+        print(f"bitmark {args.command}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

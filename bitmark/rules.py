@@ -1,0 +1,86 @@
+"""Green rules: which value of a bit is "green", given the key, its scale, its place and its context.
+
+A bit at index j of a token is scored when it has a full context: the n-1 bits j-n+1 .. j-1 of the same
+token, read as an integer with bit j-1 as the least significant bit. Its green value comes from a table
+
+    keyed          (d, 2^(n-1))         per scale: context-only, the same for every token (shift-invariant)
+    keyed-spatial  (h*w, d, 2^(n-1))    per scale: also salted by the token's grid position
+    bitmark-2025   green = NOT bit j-1  the published rule, unkeyed ("each bit differs from the previous")
+
+Tables are derived from the secret with SHAKE-256 (a keyed extendable-output function), so they are the
+same on every run, process and machine, and are computed once per (scale, grid, d) and cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import torch
+
+from bitmark.keys import WatermarkConfig, WatermarkKey
+
+_DOMAIN = b"bitmark/green-table/v1\x00"
+
+
+def contexts(bits: torch.Tensor, n: int) -> torch.Tensor:
+    """Context integers of the scored bits j = n-1 .. d-1 of each token: int32 of shape (..., d - n + 1)."""
+    b = bits.to(torch.int32)
+    J = b.shape[-1] - n + 1
+    ctx = b[..., n - 2 : n - 2 + J].clone()  # bit j-1, weight 1
+    for k in range(2, n):  # bit j-k, weight 2^(k-1)
+        ctx |= b[..., n - 1 - k : n - 1 - k + J] << (k - 1)
+    return ctx
+
+
+class GreenRule:
+    """The green tables of one key. Cheap to build; tables are made lazily per scale and grid."""
+
+    def __init__(self, key: WatermarkKey):
+        self.config: WatermarkConfig = key.config
+        self._secret = key.secret
+        self._cache: dict[tuple[int, int, int, int], torch.Tensor] = {}
+
+    @property
+    def n(self) -> int:
+        return self.config.context
+
+    @property
+    def num_contexts(self) -> int:
+        return 1 << (self.n - 1)
+
+    @property
+    def spatial(self) -> bool:
+        """True when the green choice differs between tokens of the same scale."""
+        return self.config.rule == "keyed-spatial"
+
+    def table(self, scale: int, h: int, w: int, d: int) -> torch.Tensor:
+        """Bool table of green values, shape (h*w or 1, d, 2^(n-1))."""
+        cache_key = (scale, h, w, d) if self.spatial else (scale, 0, 0, d)
+        table = self._cache.get(cache_key)
+        if table is None:
+            table = self._make_table(scale, h, w, d)
+            self._cache[cache_key] = table
+        return table
+
+    def _make_table(self, scale: int, h: int, w: int, d: int) -> torch.Tensor:
+        S = self.num_contexts
+        if self.config.rule == "bitmark-2025":
+            green = 1 - (np.arange(S) & 1)  # green when the bit differs from bit j-1
+            return torch.from_numpy(np.broadcast_to(green, (1, d, S)).astype(bool).copy())
+        cells = (h * w if self.spatial else 1) * d * S
+        label = f"{self.config.rule}|n={self.n}|scale={scale}|d={d}"
+        if self.spatial:
+            label += f"|grid={h}x{w}"
+        stream = hashlib.shake_256(_DOMAIN + self._secret + label.encode()).digest((cells + 7) // 8)
+        bits = np.unpackbits(np.frombuffer(stream, dtype=np.uint8), bitorder="little")[:cells]
+        return torch.from_numpy(bits.astype(bool).reshape(-1, d, S))
+
+    def green_values(self, table: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+        """Green values of the scored bits: table (L|1, d, S), ctx from `contexts` (B, L, J) -> bool (B, L, J)."""
+        B, L, d = ctx.shape
+        table = table[:, -d:, :].to(ctx.device)  # the scored bit indices j = n-1 .. d-1
+        if table.shape[-1] == 2:  # n = 2: select with bit operations, much faster than a gather
+            return table[..., 0] ^ (ctx.bool() & (table[..., 0] ^ table[..., 1]))
+        full = table.expand(L, d, -1).unsqueeze(0).expand(B, -1, -1, -1)
+        return torch.gather(full, -1, ctx.long().unsqueeze(-1)).squeeze(-1)

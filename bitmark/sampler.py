@@ -1,0 +1,182 @@
+"""The sampling hook: turn one scale's bit logits into bits, with or without the watermark.
+
+A generator calls `sampler(logits, scale, grid, generator)` once per scale, after temperature and
+classifier-free guidance. `PlainSampler` samples each bit from its two-way distribution;
+`WatermarkSampler` first adds +delta to the log-odds of the bit's green value, which depends on the
+n-1 bits just sampled in the same token, so the d bits of a token are a chain over j. Top-k / top-p are
+applied per bit *after* the bias: a bit that top-p removed could not be brought back.
+
+Both samplers draw the same uniforms `u ~ U[0,1)` of shape (B, L, d) from the generator they are given and
+take bit = u < P(bit = 1), so with delta = 0 (or on unwatermarked scales) they give identical bits.
+
+The chain has two implementations that give identical bits for identical uniforms:
+`chain_loop` (the readable reference, one step per bit index) and `chain_fast` (the per-bit work for all j at
+once, then a parallel prefix scan for n = 2).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from bitmark.keys import WatermarkKey
+from bitmark.rules import GreenRule
+
+
+def log_odds(logits: torch.Tensor) -> torch.Tensor:
+    """(B, L, d, 2) two-way logits or (B, L, d) log-odds of bit = 1  ->  float (B, L, d) log-odds."""
+    if logits.dim() == 4 and logits.shape[-1] == 2:
+        return (logits[..., 1] - logits[..., 0]).float()
+    if logits.dim() == 3:
+        return logits.float()
+    raise ValueError(f"bit logits must be (B, L, d, 2) or (B, L, d), got shape {tuple(logits.shape)}")
+
+
+def bit_probability(lo: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """P(bit = 1) after per-bit top-k / top-p on the two-way distribution with log-odds `lo`.
+
+    top_k = 1 keeps only the likelier value; top_k = 0 or >= 2 keeps both. top-p removes the less likely
+    value when its probability is <= 1 - top_p (as a sorted cumulative-probability cut does); ties go to 1.
+    """
+    p = torch.sigmoid(lo)
+    forced = None
+    if top_k == 1:
+        forced = torch.ones_like(p, dtype=torch.bool)
+    elif top_p < 1.0:
+        forced = torch.sigmoid(-lo.abs()) <= 1.0 - top_p
+    if forced is None:
+        return p
+    return torch.where(forced, (lo >= 0).to(p.dtype), p)
+
+
+def chain_loop(lo, u, table, n, delta, top_k=0, top_p=1.0):
+    """Reference watermarked chain: for j = 0..d-1, bias bit j toward its green value, then sample it.
+
+    lo, u: (B, L, d); table: bool (L or 1, d, 2^(n-1)). Returns bool bits (B, L, d).
+    """
+    B, L, d = lo.shape
+    bits = torch.zeros(B, L, d, dtype=torch.bool, device=lo.device)
+    for j in range(d):
+        logit = lo[..., j]
+        if j >= n - 1:
+            ctx = torch.zeros(B, L, dtype=torch.long, device=lo.device)
+            for k in range(1, n):
+                ctx |= bits[..., j - k].long() << (k - 1)
+            green = torch.gather(table[:, j, :].to(lo.device).expand(L, -1), 1, ctx.T).T  # (B, L)
+            logit = logit + delta * (2.0 * green.to(lo.dtype) - 1.0)
+        bits[..., j] = u[..., j] < bit_probability(logit, top_k, top_p)
+    return bits
+
+
+def _draw(lo_biased: torch.Tensor, u: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """bit = u < P(bit = 1 | biased log-odds); consumes `lo_biased` (a fresh temporary) to save memory."""
+    if top_k == 1 or top_p < 1.0:
+        return u < bit_probability(lo_biased, top_k, top_p)
+    return u < lo_biased.sigmoid_()
+
+
+def chain_fast(lo, u, table, n, delta, top_k=0, top_p=1.0):
+    """Same bits as `chain_loop`, with the per-bit work done for all j at once.
+
+    Given the uniforms, bit j can take only two values: `up` (if its green value is 1) or `down` (if 0).
+    Both are computed in parallel; what remains sequential is choosing between them by the context.
+    For n = 2 that choice is affine over GF(2), bit_j = a_j XOR (m_j AND bit_{j-1}), so the chain is a
+    prefix scan solved in log2(d) doubling steps. For n >= 3 the choice is an arbitrary function of n-1
+    bits; composing such maps costs 2^(n-1) per step, which measured slower than a lean loop, so the
+    choice is made in a loop over j that only gathers and selects.
+    """
+    B, L, d = lo.shape
+    bias = torch.zeros(d, device=lo.device)
+    bias[n - 1 :] = delta  # unscored bits (j < n-1) carry no bias, so up == down == plain there
+    up = _draw(lo + bias, u, top_k, top_p)
+    down = _draw(lo - bias, u, top_k, top_p)
+    table = table.to(lo.device)
+    if n == 2:
+        either = up.bitwise_xor_(down)  # where the green value decides the bit
+        a = (either & table[..., 0]).bitwise_or_(down)  # the bit when bit j-1 is 0
+        m = either.bitwise_and_(table[..., 0] ^ table[..., 1])  # whether bit j-1 flips it
+        a, m = a.movedim(-1, 0).contiguous(), m.movedim(-1, 0).contiguous()
+        step = 1
+        while step < d:  # compose the maps of bits j-step .. j into those of bits 0 .. j
+            a[step:] ^= m[step:] & a[:-step]
+            if 2 * step < d:
+                m[step:] = m[step:] & m[:-step]
+            step *= 2
+        return a.movedim(0, -1)
+    bits = down.clone()
+    ctx = torch.zeros(B, L, dtype=torch.long, device=lo.device)
+    mask = (1 << (n - 1)) - 1
+    for j in range(d):
+        if j >= n - 1:
+            green = torch.gather(table[:, j, :].expand(L, -1), 1, ctx.T).T
+            bits[..., j] = torch.where(green, up[..., j], down[..., j])
+        ctx = ((ctx << 1) | bits[..., j].long()) & mask
+    return bits
+
+
+class PlainSampler:
+    """Samples bits without a watermark. Same interface as WatermarkSampler, so it is a drop-in."""
+
+    def __init__(self, top_k: int = 0, top_p: float = 1.0, record: bool = False):
+        if top_k < 0 or not 0.0 < top_p <= 1.0:
+            raise ValueError(f"need top_k >= 0 and 0 < top_p <= 1, got top_k={top_k}, top_p={top_p}")
+        self.top_k, self.top_p, self.record = top_k, top_p, record
+        self.pyramid: list[torch.Tensor] = []
+
+    def __call__(
+        self,
+        logits: torch.Tensor,
+        scale: int,
+        grid: tuple[int, int],
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Sample one scale. logits (B, h*w, d, 2) or (B, h*w, d); returns bool bits (B, h*w, d)."""
+        lo = log_odds(logits)
+        h, w = grid
+        if lo.shape[1] != h * w:
+            raise ValueError(f"scale {scale}: logits hold {lo.shape[1]} tokens but the grid is {h}x{w}")
+        u = torch.rand(lo.shape, generator=generator, device=lo.device)
+        bits = self._sample(lo, u, scale, h, w)
+        if self.record:
+            self._record(bits, scale, h, w)
+        return bits
+
+    def _sample(self, lo: torch.Tensor, u: torch.Tensor, scale: int, h: int, w: int) -> torch.Tensor:
+        return u < bit_probability(lo, self.top_k, self.top_p)
+
+    def _record(self, bits: torch.Tensor, scale: int, h: int, w: int) -> None:
+        if scale == 0:
+            self.pyramid = []
+        if scale != len(self.pyramid):
+            raise RuntimeError(f"recording expects scale {len(self.pyramid)} next, got scale {scale}")
+        self.pyramid.append(bits.view(bits.shape[0], h, w, bits.shape[-1]).cpu())
+
+
+class WatermarkSampler(PlainSampler):
+    """Samples bits with the key's watermark (rule, context width n, delta and scales from the key).
+
+    impl: "fast" (default) or "loop" (readable reference); both give identical bits.
+    """
+
+    def __init__(
+        self,
+        key: WatermarkKey,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        record: bool = False,
+        impl: str = "fast",
+    ):
+        super().__init__(top_k, top_p, record)
+        if impl not in ("fast", "loop"):
+            raise ValueError(f"impl must be 'fast' or 'loop', got {impl!r}")
+        self.key, self.rule, self.impl = key, GreenRule(key), impl
+
+    def _sample(self, lo: torch.Tensor, u: torch.Tensor, scale: int, h: int, w: int) -> torch.Tensor:
+        cfg = self.key.config
+        if not cfg.watermarks(scale) or cfg.delta == 0:
+            return super()._sample(lo, u, scale, h, w)
+        table = self.rule.table(scale, h, w, lo.shape[-1])
+        chain = chain_fast if self.impl == "fast" else chain_loop
+        return chain(lo, u, table, cfg.context, cfg.delta, self.top_k, self.top_p)
+
+
+__all__ = ["PlainSampler", "WatermarkSampler", "chain_loop", "chain_fast", "log_odds"]

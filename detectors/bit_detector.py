@@ -1,0 +1,195 @@
+"""Test a bit pyramid for a key's watermark: count green bits on the scored positions, then a p-value.
+
+Two nulls:
+
+* ``binomial`` -- each scored bit is green with probability 1/2, independently: the exact one-sided
+  binomial test. Right on average over keys, but for one fixed key the bits of real images are
+  correlated, and a context-only rule's few green choices line up with that structure by chance.
+* ``self-normalised`` (default for ``keyed-spatial``) -- the null is estimated from the image's own bits.
+  For every cell (scale, bit index j, context) take q, the share of ones among the cell's positions, and
+  score each position as green with probability q or 1-q by its green value. The statistic
+  z = (G - E) / sqrt(V) then has, for *any* fixed bits and a random key, mean 0 and variance 1 exactly;
+  and since it subtracts the image's own per-cell statistics, a fixed key does not drift on correlated
+  sources. The mark barely moves q because the spatial rule scatters the key's green choices over the
+  positions of a cell, half up and half down. It needs a spatial rule: with a context-only rule every
+  position of a cell shares one green value, E equals G, and the mark would be absorbed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from bitmark.keys import WatermarkKey
+from bitmark.pyramid import as_pyramid
+from bitmark.rules import GreenRule, contexts
+from detectors import stats
+
+NULLS = ("self-normalised", "binomial")
+
+
+def default_null(rule: str) -> str:
+    return "self-normalised" if rule == "keyed-spatial" else "binomial"
+
+
+@dataclass(frozen=True)
+class Detection:
+    """Batched verdicts, one entry per image. Arrays of shape (B,), per-scale ones (B, S).
+
+    log10_p holds -log10 of the p-value: like z, higher means more watermarked.
+    """
+
+    is_watermarked: np.ndarray
+    z_score: np.ndarray
+    p_value: np.ndarray
+    log10_p: np.ndarray
+    num_scored: np.ndarray
+    num_green: np.ndarray
+    green_fraction: np.ndarray
+    expected_green: np.ndarray
+    scale_scored: np.ndarray
+    scale_green: np.ndarray
+    key_id: str
+    null: str
+    fpr: float
+
+    def __len__(self) -> int:
+        return len(self.z_score)
+
+    def row(self, i: int) -> dict[str, Any]:
+        """One image's result as plain Python values (JSON-ready)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = v[i].tolist() if isinstance(v, np.ndarray) else v
+        return out
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        return (self.row(i) for i in range(len(self)))
+
+
+class BitDetector:
+    """Detects one key's watermark in bit pyramids.
+
+    fpr:     target false-positive rate; an image is flagged when its p-value is at most `fpr`.
+    null:    "self-normalised" or "binomial" (default: self-normalised for keyed-spatial, else binomial).
+    unique:  binomial null only: count each (scale, j, context, bit) occurrence once, so that a smooth
+             region repeating one cell cannot pile up evidence (a no-op for spatial rules, whose
+             positions are all distinct cells).
+    scales:  score only these scales (each must be watermarked by the key); default all watermarked.
+    rule, context, delta: optional assertions; a value that differs from the key file's is refused.
+    """
+
+    def __init__(
+        self,
+        key: WatermarkKey,
+        fpr: float = 0.01,
+        null: str | None = None,
+        unique: bool = False,
+        scales: Sequence[int] | None = None,
+        rule: str | None = None,
+        context: int | None = None,
+        delta: float | None = None,
+    ):
+        cfg = key.config
+        cfg.check_matches(rule=rule, context=context, delta=delta)
+        stats.check_fpr(fpr)
+        null = null or default_null(cfg.rule)
+        if null not in NULLS:
+            raise ValueError(f"unknown null {null!r}; choose one of {', '.join(NULLS)}")
+        if null == "self-normalised" and cfg.rule != "keyed-spatial":
+            raise ValueError(
+                f"the self-normalised null needs the keyed-spatial rule; with {cfg.rule!r} all positions "
+                "of a cell share one green value, so a null fitted per cell absorbs the mark. Use null='binomial'."
+            )
+        if unique and null != "binomial":
+            raise ValueError("unique counting applies to the binomial null only")
+        if scales is not None:
+            unmarked = [s for s in scales if not cfg.watermarks(s)]
+            if unmarked:
+                raise ValueError(f"scales {unmarked} are not watermarked by key {key.key_id} (its scales: {cfg.scales})")
+            scales = tuple(sorted(set(scales)))
+        self.key, self.rule, self.fpr, self.null, self.unique, self.scales = key, GreenRule(key), fpr, null, unique, scales
+
+    def _scored(self, s: int) -> bool:
+        return self.key.config.watermarks(s) and (self.scales is None or s in self.scales)
+
+    def cell_counts(self, bits: torch.Tensor, s: int) -> torch.Tensor:
+        """Counts (B, J, S, 2, 2) of one scale's scored positions by (bit index j >= n-1, context, bit, green value).
+
+        Every statistic of every null is a sum over this table, so one bincount serves them all.
+        """
+        B, h, w, d = bits.shape
+        n, S = self.rule.n, self.rule.num_contexts
+        J = d - n + 1
+        flat = bits.reshape(B, h * w, d)
+        ctx = contexts(flat, n)
+        green_value = self.rule.green_values(self.rule.table(s, h, w, d), ctx)
+        bit_and_green = (flat[..., n - 1 :].to(torch.uint8) << 1) | green_value.to(torch.uint8)
+        size = B * J * S * 4
+        dtype = torch.int32 if size < 2**31 else torch.int64
+        base = (torch.arange(B, dtype=dtype).view(B, 1, 1) * J + torch.arange(J, dtype=dtype)) * S
+        code = (ctx.to(dtype) + base) * 4 + bit_and_green
+        return torch.bincount(code.reshape(-1), minlength=size).view(B, J, S, 2, 2)
+
+    def scale_stats(self, counts: torch.Tensor) -> torch.Tensor:
+        """(scored, green, expected green, variance) per image from `cell_counts`, shape (4, B)."""
+        c = counts.double()
+        if self.unique:  # each (j, context, bit) once; the green value is constant within a cell here
+            present = c.sum(-1) > 0  # (B, J, S, bit)
+            green_is_1 = c[..., 1].sum(-1) > 0  # (B, J, S)
+            scored = present.sum((1, 2, 3)).double()
+            green = (present[..., 1] & green_is_1).sum((1, 2)) + (present[..., 0] & ~green_is_1).sum((1, 2))
+            return torch.stack([scored, green.double(), scored / 2, scored / 4])
+        scored = c.sum((1, 2, 3, 4))
+        green = (c[..., 0, 0] + c[..., 1, 1]).sum((1, 2))
+        if self.null == "binomial":
+            return torch.stack([scored, green, scored / 2, scored / 4])
+        N = c.sum((-1, -2))  # positions per cell
+        q = c[..., 1, :].sum(-1) / N.clamp(min=1)  # share of ones in the cell
+        M = c[..., 1].sum(-1)  # positions whose green value is 1
+        expected = (M * q + (N - M) * (1 - q)).sum((1, 2))
+        variance = (N * q * (1 - q)).sum((1, 2))
+        return torch.stack([scored, green, expected, variance])
+
+    def detect(self, pyramid: Sequence) -> Detection:
+        """Score a pyramid: a list, per scale, of (B, h, w, d) bits (bool/0-1, torch or numpy)."""
+        pyramid = as_pyramid(pyramid)
+        B, num_scales = pyramid[0].shape[0], len(pyramid)
+        d = pyramid[0].shape[-1]
+        if d < self.rule.n:
+            raise ValueError(f"tokens of {d} bits have no position with a full context of width n={self.rule.n}")
+        per_scale = torch.zeros(4, B, num_scales, dtype=torch.float64)
+        for s, bits in enumerate(pyramid):
+            if self._scored(s):
+                per_scale[:, :, s] = self.scale_stats(self.cell_counts(bits, s))
+        scored, green, expected, variance = per_scale.sum(-1).numpy()
+        if self.null == "binomial":
+            z = stats.binomial_z(green, scored)
+            log_p = stats.binomial_log_sf(green, scored)
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                z = np.where(variance > 0, (green - expected) / np.sqrt(variance), 0.0)
+            log_p = np.where(variance > 0, stats.normal_log_sf(z), 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            fraction = np.where(scored > 0, green / np.maximum(scored, 1), 0.0)
+        return Detection(
+            is_watermarked=log_p <= np.log(self.fpr),
+            z_score=z,
+            p_value=np.exp(log_p),
+            log10_p=stats.neg_log10(log_p),
+            num_scored=scored.astype(np.int64),
+            num_green=green.astype(np.int64),
+            green_fraction=fraction,
+            expected_green=expected,
+            scale_scored=per_scale[0].numpy().astype(np.int64),
+            scale_green=per_scale[1].numpy().astype(np.int64),
+            key_id=self.key.key_id,
+            null=self.null,
+            fpr=self.fpr,
+        )
+
+    __call__ = detect

@@ -1,0 +1,83 @@
+"""Pure statistics of the detector: z-scores, one-sided p-values in log space, thresholds, error control.
+
+Everything here is a function of counts; nothing knows about keys, images or models.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats
+from scipy.special import logsumexp
+
+LN10 = math.log(10.0)
+
+
+def binomial_z(green, scored, gamma: float = 0.5) -> np.ndarray:
+    """z = (G - gamma T) / sqrt(T gamma (1 - gamma)); 0 where nothing was scored."""
+    green, scored = np.asarray(green, dtype=float), np.asarray(scored, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (green - gamma * scored) / np.sqrt(scored * gamma * (1 - gamma))
+    return np.where(scored > 0, z, 0.0)
+
+
+def _far_tail_log_sf(k: int, n: int, gamma: float) -> float:
+    """log P(X >= k) by summing pmf terms in log space; for k far above the mean, where sf underflows.
+
+    Past the mean the terms shrink at least geometrically, so a window of terms that ends in a term
+    1e-40 of the first holds all of the sum that a float can see; the window doubles until it does.
+    """
+    width = 1024
+    while True:
+        ks = np.arange(k, min(n, k + width) + 1)
+        terms = stats.binom.logpmf(ks, n, gamma)
+        if ks[-1] == n or terms[-1] < terms[0] - 92.0:
+            return float(logsumexp(terms))
+        width *= 2
+
+
+def binomial_log_sf(green, scored, gamma: float = 0.5) -> np.ndarray:
+    """Natural log of the exact one-sided p-value P(X >= G), X ~ Binomial(T, gamma); never underflows."""
+    shape = np.broadcast_shapes(np.shape(green), np.shape(scored))
+    green, scored = np.broadcast_arrays(np.atleast_1d(green).astype(np.int64), np.atleast_1d(scored).astype(np.int64))
+    with np.errstate(divide="ignore"):
+        out = np.asarray(stats.binom.logsf(green - 1, scored, gamma), dtype=float)
+    out = np.where(green <= 0, 0.0, np.where(green > scored, -np.inf, out))
+    for i in zip(*np.nonzero((out < -700) & (green <= scored))):  # sf underflowed (or nearly): sum the tail
+        out[i] = _far_tail_log_sf(int(green[i]), int(scored[i]), gamma)
+    return out.reshape(shape) if shape else out[0]
+
+
+def normal_log_sf(z) -> np.ndarray:
+    """Natural log of the one-sided normal tail P(Z >= z), accurate far into the tail."""
+    return stats.norm.logsf(np.asarray(z, dtype=float))
+
+
+def neg_log10(log_p) -> np.ndarray:
+    """-log10 p from ln p: higher means more watermarked."""
+    return -np.asarray(log_p, dtype=float) / LN10
+
+
+def z_threshold(fpr: float) -> float:
+    """The z above which a standard-normal null statistic falls with probability `fpr`."""
+    check_fpr(fpr)
+    return float(stats.norm.isf(fpr))
+
+
+def bonferroni(fpr: float, num_tests: int) -> float:
+    """Per-test level that keeps the family-wise error rate at most `fpr` over `num_tests` tests."""
+    check_fpr(fpr)
+    if num_tests < 1:
+        raise ValueError("need at least one test")
+    return fpr / num_tests
+
+
+def check_fpr(fpr: float) -> None:
+    if not 0.0 < fpr < 1.0:
+        raise ValueError(f"a false-positive rate must lie strictly between 0 and 1, got {fpr!r}")
+
+
+def empirical_fpr(scores, threshold: float) -> float:
+    """Share of null scores strictly above a threshold."""
+    return float(np.mean(np.asarray(scores) > threshold))

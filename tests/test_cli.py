@@ -1,0 +1,89 @@
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from bitmark import WatermarkKey, WatermarkSampler, save_pyramid
+from bitmark.cli import main
+from helpers import sample_pyramid
+
+
+@pytest.fixture
+def key_file(tmp_path):
+    assert main(["keygen", "--out", str(tmp_path / "key.json"), "--json"]) == 0
+    return tmp_path / "key.json"
+
+
+def _json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_keygen(tmp_path, capsys):
+    path = tmp_path / "k.json"
+    assert main(["keygen", "--out", str(path), "--context", "3", "--scales", "2,3", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    key = WatermarkKey.load(path)
+    assert info["key_id"] == key.key_id and key.config.context == 3 and key.config.scales == (2, 3)
+    assert main(["keygen", "--out", str(path)]) == 2  # never overwrites a key
+    assert main(["keygen", "--out", str(tmp_path / "x.json"), "--context", "12"]) == 2
+
+
+def test_detect_rows_and_exit_codes(tmp_path, key_file, capsys):
+    key = WatermarkKey.load(key_file)
+    save_pyramid(tmp_path / "marked.safetensors", sample_pyramid(WatermarkSampler(key), 2, seed=0))
+    save_pyramid(tmp_path / "marked.npz", sample_pyramid(WatermarkSampler(key), 1, seed=1))
+    (tmp_path / "broken.safetensors").write_bytes(b"\x00garbage")
+    inputs = [str(tmp_path / n) for n in ("marked.safetensors", "broken.safetensors", "marked.npz")]
+    capsys.readouterr()
+    assert main(["detect", "--key", str(key_file), "--json", *inputs]) == 1
+    rows = _json_lines(capsys.readouterr().out)
+    assert [r["path"] for r in rows] == [inputs[0], inputs[0], inputs[1], inputs[2]]
+    assert "error" in rows[2] and "cannot read" in rows[2]["error"]
+    good = [r for r in rows if "error" not in r]
+    assert all(r["is_watermarked"] and r["z_score"] > 10 for r in good)
+    for field in ("z_score", "p_value", "log10_p", "num_scored", "num_green", "green_fraction", "key_id"):
+        assert field in good[0]
+    assert main(["detect", "--key", str(key_file), inputs[0], inputs[2]]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:3] == ["path", "index", "is_watermarked"] and len(table) == 4
+
+
+def test_detect_refuses_bad_keys_and_mismatches(tmp_path, key_file, capsys):
+    pyr = tmp_path / "p.npz"
+    save_pyramid(pyr, sample_pyramid(WatermarkSampler(WatermarkKey.load(key_file)), 1, seed=0))
+    assert main(["detect", "--key", str(key_file), "--context", "4", str(pyr)]) == 2
+    assert "context" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text("{}")
+    assert main(["detect", "--key", str(tmp_path / "bad.json"), str(pyr)]) == 2
+    assert main(["detect", "--key", str(key_file), "--fpr", "1.5", str(pyr)]) == 2
+    with pytest.raises(SystemExit) as e:
+        main(["detect", str(pyr)])  # no --key: a usage error
+    assert e.value.code == 2
+
+
+def test_demo(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--num", "8", "--json"]) == 0
+    rows = _json_lines(capsys.readouterr().out)
+    assert len(rows) == 16
+    assert all(r["is_watermarked"] == r["watermarked"] for r in rows)
+    assert (tmp_path / "demo" / "demo-key.json").exists()
+
+
+def test_console_script_runs_as_a_module(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "bitmark.cli", "keygen", "--out", str(tmp_path / "k.json")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "wrote key" in out.stdout
+
+
+def test_bench_speed_smoke(capsys):
+    assert main(["bench", "speed", "--repeats", "1", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["sampler_batch8"]["ratio"] > 0 and r["detector_self-normalised"]["Mbits_per_s"] > 0
