@@ -24,8 +24,8 @@ _DOMAIN = b"bitmark/green-table/v1\x00"
 
 
 def contexts(bits: torch.Tensor, n: int) -> torch.Tensor:
-    """Context integers of the scored bits j = n-1 .. d-1 of each token: int32 of shape (..., d - n + 1)."""
-    b = bits.to(torch.int32)
+    """Context integers of the scored bits j = n-1 .. d-1 of each token: uint8 of shape (..., d - n + 1)."""
+    b = bits.to(torch.uint8)
     J = b.shape[-1] - n + 1
     ctx = b[..., n - 2 : n - 2 + J].clone()  # bit j-1, weight 1
     for k in range(2, n):  # bit j-k, weight 2^(k-1)

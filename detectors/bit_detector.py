@@ -128,11 +128,11 @@ class BitDetector:
         flat = bits.reshape(B, h * w, d)
         ctx = contexts(flat, n)
         green_value = self.rule.green_values(self.rule.table(s, h, w, d), ctx)
-        bit_and_green = (flat[..., n - 1 :].to(torch.uint8) << 1) | green_value.to(torch.uint8)
+        low = (ctx.to(torch.int16) << 2) | (flat[..., n - 1 :].to(torch.int16) << 1) | green_value.to(torch.int16)
         size = B * J * S * 4
         dtype = torch.int32 if size < 2**31 else torch.int64
-        base = (torch.arange(B, dtype=dtype).view(B, 1, 1) * J + torch.arange(J, dtype=dtype)) * S
-        code = (ctx.to(dtype) + base) * 4 + bit_and_green
+        base = (torch.arange(B, dtype=dtype).view(B, 1, 1) * J + torch.arange(J, dtype=dtype)) * (S * 4)
+        code = low.to(dtype) + base
         return torch.bincount(code.reshape(-1), minlength=size).view(B, J, S, 2, 2)
 
     def scale_stats(self, counts: torch.Tensor) -> torch.Tensor:

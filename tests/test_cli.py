@@ -8,7 +8,7 @@ import pytest
 
 from bitmark import WatermarkKey, WatermarkSampler, save_pyramid
 from bitmark.cli import main
-from helpers import sample_pyramid
+from benchmarks.null_calibration import sample_pyramid
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from scipy import stats
 from bitmark import WatermarkKey, WatermarkSampler
 from detectors import BitDetector, attribute
 from detectors.stats import binomial_log_sf
-from helpers import fixed_key, iid_pyramid, markov_pyramid, sample_pyramid
+from benchmarks.null_calibration import fixed_key, iid_pyramid, markov_pyramid, sample_pyramid
 
 FIELDS = ("is_watermarked", "z_score", "p_value", "log10_p", "num_scored", "num_green", "green_fraction")
 
@@ -72,7 +72,7 @@ def test_bitmark_2025_is_badly_off_on_correlated_bits():
 
 @pytest.mark.parametrize("null", ["self-normalised", "binomial"])
 def test_power_grows_like_sqrt_T_and_wrong_key_is_null(null):
-    key = WatermarkKey.generate(delta=2.0)
+    key = fixed_key(7, delta=2.0)
     per_bit = []
     for sides in [(1, 2, 4), (1, 2, 4, 8), (1, 2, 4, 8, 16)]:
         det = BitDetector(key, null=null).detect(sample_pyramid(WatermarkSampler(key), 40, seed=len(sides), sides=sides))
@@ -84,7 +84,7 @@ def test_power_grows_like_sqrt_T_and_wrong_key_is_null(null):
     # pair they are shifted by a constant: the mark gives the bits a key-specific structure; see the README.)
     z = np.concatenate(
         [
-            BitDetector(WatermarkKey.generate(), null=null).detect(sample_pyramid(WatermarkSampler(WatermarkKey.generate()), 20, seed=p)).z_score
+            BitDetector(fixed_key(2000 + p), null=null).detect(sample_pyramid(WatermarkSampler(fixed_key(1000 + p)), 20, seed=p)).z_score
             for p in range(60)
         ]
     )
@@ -128,7 +128,7 @@ def test_self_normalised_null_refuses_context_only_rules():
 
 
 def test_attribution_names_the_marking_key_and_holds_the_family_error():
-    keys = [WatermarkKey.generate() for _ in range(5)]
+    keys = [fixed_key(300 + k) for k in range(5)]
     marked = sample_pyramid(WatermarkSampler(keys[2]), 20, seed=4)
     result = attribute(marked, keys, fpr=0.01)
     assert result.key_id == [keys[2].key_id] * 20 and result.level == pytest.approx(0.002)

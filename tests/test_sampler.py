@@ -4,7 +4,7 @@ import torch
 from bitmark import GreenRule, PlainSampler, WatermarkConfig, WatermarkKey, WatermarkSampler
 from bitmark.rules import contexts
 from bitmark.sampler import chain_fast, chain_loop
-from helpers import sample_pyramid
+from benchmarks.null_calibration import sample_pyramid
 
 
 @pytest.mark.parametrize("n", [2, 3, 4, 8])
