@@ -1,1 +1,12 @@
-"""Attacks on watermarked images and bit pyramids (see DESIGN §7); a registry of small attack classes."""
+"""Attacks on watermarked images (DESIGN §7): a registry of small classes, each with a strength range.
+
+    import attacks
+    attacks.names()                       # every registered attack
+    attacks.get("jpeg", 50)(images)       # uint8 (B, H, W, 3) or list of PIL images in, same out
+    attacks.parse("jpeg:50+crop:0.7")     # a chain
+"""
+
+from attacks import classical  # noqa: F401  (registers the classical attacks)
+from attacks.base import REGISTRY, Attack, AttackError, Chain, get, names, parse
+
+__all__ = ["REGISTRY", "Attack", "AttackError", "Chain", "get", "names", "parse"]

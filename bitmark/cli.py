@@ -133,6 +133,80 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------------------------------------- attack
+
+
+def cmd_attack(args: argparse.Namespace) -> int:
+    import attacks
+    from bitmark.images import ImageError, iter_image_files, load_image, save_png
+
+    if args.list:
+        rows = [
+            {"name": n, "unit": c.unit, "range": list(c.range), "neutral": c.neutral, "grid": list(c.grid), "description": c.description}
+            for n, c in sorted(attacks.REGISTRY.items())
+        ]
+        if args.json:
+            for r in rows:
+                print(json.dumps(r))
+        else:
+            for r in rows:
+                lo, hi = r["range"]
+                print(f"{r['name']:12s} {r['unit']} {lo:g}..{hi:g}, grid {', '.join(f'{g:g}' for g in r['grid'])}: {r['description']}")
+        return EXIT_OK
+    if not args.spec or not args.inputs or not args.out:
+        raise UsageError("give an attack SPEC, INPUT files or folders and --out DIR (or --list)")
+    try:
+        attack = attacks.parse(args.spec)
+    except attacks.AttackError as e:
+        raise UsageError(str(e)) from e
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    unreadable, written = 0, set()
+    with open(out / "attacks.jsonl", "a") as log_file:
+        for i, path in enumerate(iter_image_files(args.inputs)):
+            row: dict[str, Any] = {"input": str(path), "attack": attack.spec, "seed": args.seed + i}
+            target = out / (path.stem + ".png")  # always PNG: the attack is all that changed the pixels
+            try:
+                if target in written:
+                    raise ImageError(f"{path}: another input already wrote {target}")
+                attacked = attack(load_image(path)[None], seed=args.seed + i)[0]
+                save_png(target, attacked)
+                written.add(target)
+                row["output"] = str(target)
+            except ImageError as e:
+                unreadable += 1
+                row["error"] = str(e)
+            log_file.write(json.dumps(row) + "\n")
+            if args.json:
+                print(json.dumps(row))
+    return EXIT_UNREADABLE if unreadable else EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------- train
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from bitmark.recipes import RECIPES, WEIGHTS_DIR
+    from bitmark.training import TrainConfig
+
+    torch.set_num_threads(args.threads)
+    cfg = TrainConfig(
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, budget_minutes=args.budget_minutes
+    )
+    data_name = Path(args.data).name if Path(args.data).is_dir() else args.data
+    out = Path(args.out) if args.out else WEIGHTS_DIR / f"{data_name}-{args.kind}"
+    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / f"{data_name}-{args.kind}"
+    card = RECIPES[args.kind](args.data, out, cfg, run_dir)
+    if args.json:
+        print(json.dumps(card))
+    else:
+        print(f"wrote {out}.safetensors and {out}.json after {card['steps']} steps, {card['wall_s']:.0f} s ({card['stopped_by']})")
+        print(json.dumps(card["metrics"], indent=2))
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------------------------------- bench
 
 
@@ -186,6 +260,29 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_demo)
+
+    a = sub.add_parser("attack", help="apply an attack (or a chain, jpeg:50+crop:0.7) to images; --list shows all")
+    a.add_argument("spec", nargs="?", help="NAME:STRENGTH[+NAME:STRENGTH...]")
+    a.add_argument("inputs", nargs="*", metavar="INPUT", help="image files or folders")
+    a.add_argument("--out", help="folder for attacked PNGs (same file names) and attacks.jsonl")
+    a.add_argument("--list", action="store_true", help="list attacks with units, ranges and default grids")
+    a.add_argument("--seed", type=int, default=0, help="seed of randomised attacks (image i uses seed + i)")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_attack)
+
+    t = sub.add_parser("train", help="train a shipped model (seeded, resumable, with a wall-time budget)")
+    t.add_argument("kind", choices=("classifier",))
+    t.add_argument("--data", required=True, help="photos, digits, or a folder of images (class = sub-folder)")
+    t.add_argument("--out", default=None, help="weights path without suffix (default: bitmark/weights/DATA-KIND)")
+    t.add_argument("--run-dir", default=None, help="checkpoint folder; an existing checkpoint is resumed")
+    t.add_argument("--steps", type=int, default=2000)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--budget-minutes", type=float, default=None, help="stop (and checkpoint) after this long")
+    t.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for small models here)")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_train)
 
     b = sub.add_parser("bench", help="run a benchmark: speed, or null (FPR of each rule and null for fixed keys)")
     b.add_argument("name", choices=("speed", "null"))

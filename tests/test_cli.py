@@ -4,6 +4,7 @@ import stat
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from bitmark import WatermarkKey, WatermarkSampler, save_pyramid
@@ -87,3 +88,22 @@ def test_bench_speed_smoke(capsys):
     assert main(["bench", "speed", "--repeats", "1", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["sampler_batch8"]["ratio"] > 0 and r["detector_self-normalised"]["Mbits_per_s"] > 0
+
+
+def test_attack_command(tmp_path, capsys):
+    from bitmark.images import load_image, save_png
+
+    assert main(["attack", "--list", "--json"]) == 0
+    listed = {r["name"]: r for r in _json_lines(capsys.readouterr().out)}
+    assert listed["jpeg"]["range"] == [10.0, 100.0] and listed["crop"]["neutral"] == 1.0
+    src = tmp_path / "in"
+    src.mkdir()
+    img = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    save_png(src / "a.png", img)
+    (src / "b.png").write_text("not an image")
+    assert main(["attack", "hflip:1", str(src), "--out", str(tmp_path / "out"), "--json"]) == 1
+    rows = _json_lines(capsys.readouterr().out)
+    assert [("error" in r) for r in rows] == [False, True]
+    assert np.array_equal(load_image(tmp_path / "out" / "a.png"), img[:, ::-1])
+    assert len((tmp_path / "out" / "attacks.jsonl").read_text().splitlines()) == 2
+    assert main(["attack", "jpg:50", str(src), "--out", str(tmp_path / "o2")]) == 2

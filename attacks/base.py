@@ -1,0 +1,112 @@
+"""The attack interface and its registry.
+
+An attack is a small class: a `name`, a strength with a `unit` and a valid `range`, the `neutral` strength
+that leaves images unchanged (None when there is none, e.g. JPEG: even quality 100 alters pixels), a
+default `grid` of strengths for benchmarks, and `apply(image, rng)` on one PIL image. Calling an attack on a
+batch -- a uint8 array (B, H, W, 3) or a list of PIL images -- returns the same type; randomised attacks
+draw from a generator seeded by (seed, index in batch), so a batch is reproducible.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Sequence
+
+import numpy as np
+from PIL import Image
+
+REGISTRY: dict[str, type["Attack"]] = {}
+
+
+class AttackError(ValueError):
+    """An unknown attack, a malformed spec or a strength outside an attack's range."""
+
+
+class Attack:
+    name: ClassVar[str]
+    unit: ClassVar[str]
+    range: ClassVar[tuple[float, float]]
+    neutral: ClassVar[float | None]
+    grid: ClassVar[tuple[float, ...]]
+    description: ClassVar[str] = ""
+    changes_size: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            REGISTRY[cls.name] = cls
+
+    def __init__(self, strength: float):
+        lo, hi = self.range
+        if not lo <= strength <= hi:
+            raise AttackError(f"{self.name}: strength {strength} is outside {lo}..{hi} ({self.unit})")
+        self.strength = float(strength)
+
+    def __repr__(self) -> str:
+        return f"{self.name}:{self.strength:g}"
+
+    @property
+    def spec(self) -> str:
+        return repr(self)
+
+    def apply(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
+        raise NotImplementedError
+
+    def __call__(self, images, seed: int = 0):
+        """Attack a batch: uint8 (B, H, W, 3) array -> same; list of PIL images -> list of PIL images."""
+        as_array = isinstance(images, np.ndarray)
+        if as_array and (images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3):
+            raise AttackError(f"expected uint8 images (B, H, W, 3), got {images.dtype} {images.shape}")
+        pil = [Image.fromarray(x) for x in images] if as_array else list(images)
+        if self.neutral is not None and self.strength == self.neutral:
+            out = [p.copy() for p in pil]
+        else:
+            out = [self.apply(p.convert("RGB"), np.random.default_rng([seed, i])) for i, p in enumerate(pil)]
+        return np.stack([np.asarray(p, dtype=np.uint8) for p in out]) if as_array else out
+
+
+class Chain(Attack):
+    """Several attacks in order, written `jpeg:50+crop:0.7+brightness:1.3`."""
+
+    unit, range, neutral, grid = "-", (0.0, 0.0), None, ()
+
+    def __init__(self, parts: Sequence[Attack]):
+        self.parts, self.strength = list(parts), 0.0
+        self.changes_size = any(p.changes_size for p in self.parts)
+
+    def __repr__(self) -> str:
+        return "+".join(repr(p) for p in self.parts)
+
+    def apply(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
+        for p in self.parts:
+            if p.neutral is None or p.strength != p.neutral:
+                image = p.apply(image, rng)
+        return image
+
+
+def names() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def get(name: str, strength: float | None = None) -> Attack:
+    """An attack by name at a strength (default: the middle of its grid)."""
+    cls = REGISTRY.get(name)
+    if cls is None:
+        raise AttackError(f"unknown attack {name!r}; known attacks: {', '.join(names())}")
+    if strength is None:
+        strength = cls.grid[len(cls.grid) // 2]
+    return cls(strength)
+
+
+def parse(spec: str) -> Attack:
+    """`name:strength` or a chain `a:1+b:2`; a bare name takes its default strength."""
+    parts = []
+    for item in spec.split("+"):
+        name, _, value = item.strip().partition(":")
+        try:
+            strength = float(value) if value else None
+        except ValueError:
+            raise AttackError(f"{item!r}: strength must be a number, as in jpeg:50") from None
+        parts.append(get(name, strength))
+    if not parts:
+        raise AttackError("empty attack spec")
+    return parts[0] if len(parts) == 1 else Chain(parts)

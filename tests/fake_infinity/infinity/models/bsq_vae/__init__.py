@@ -1,0 +1,1 @@
+"""Stand-in for `infinity.models.bsq_vae`."""
