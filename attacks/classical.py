@@ -18,15 +18,20 @@ class Identity(Attack):
     description = "no change (the reference row of a benchmark)"
 
 
+def _reencode(image: Image.Image, fmt: str, **options) -> Image.Image:
+    """Encode and decode in memory with Pillow's real codec."""
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **options)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
 class JPEG(Attack):
     name, unit, range, neutral = "jpeg", "quality", (10.0, 100.0), None
     grid = (90.0, 75.0, 50.0, 30.0, 10.0)
     description = "Pillow's JPEG encoder in memory, 4:2:0 chroma subsampling; even quality 100 is lossy"
 
     def apply(self, image, rng):
-        buf = io.BytesIO()
-        image.save(buf, format="JPEG", quality=int(round(self.strength)), subsampling="4:2:0")
-        return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+        return _reencode(image, "JPEG", quality=int(round(self.strength)), subsampling="4:2:0")
 
 
 class WebP(Attack):
@@ -35,9 +40,7 @@ class WebP(Attack):
     description = "Pillow's lossy WebP encoder in memory"
 
     def apply(self, image, rng):
-        buf = io.BytesIO()
-        image.save(buf, format="WEBP", quality=int(round(self.strength)))
-        return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+        return _reencode(image, "WEBP", quality=int(round(self.strength)))
 
 
 def _crop_resize(image: Image.Image, keep: float, left_frac: float, top_frac: float) -> Image.Image:

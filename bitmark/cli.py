@@ -99,21 +99,36 @@ def cmd_detect(args: argparse.Namespace) -> int:
     except (ConfigMismatch, ValueError) as e:
         raise UsageError(str(e)) from e
     rows: list[dict[str, Any]] = []
-    unreadable = 0
-    for path in args.inputs:
-        try:
-            result = detector.detect(load_pyramid(path))
-        except (PyramidError, ValueError, OSError) as e:
-            unreadable += 1
-            log.warning("%s", e)
-            rows.append({"path": path, "error": str(e)})
-            continue
-        for i, row in enumerate(result.rows()):
-            rows.append({"path": path, "index": i, **row})
+    if args.encoder:
+        from bitmark.images import iter_image_files
+        from detectors.image_detector import ImageDetector
+
+        images = ImageDetector(_image_encoder(args), detector)
+        rows = [r if "error" in r else {"index": 0, **r} for r in images.detect_files(iter_image_files(args.inputs))]
+    else:
+        for path in args.inputs:
+            try:
+                result = detector.detect(load_pyramid(path))
+            except (PyramidError, ValueError, OSError) as e:
+                log.warning("%s", e)
+                rows.append({"path": path, "error": str(e)})
+                continue
+            rows.extend({"path": path, "index": i, **row} for i, row in enumerate(result.rows()))
+    unreadable = sum("error" in r for r in rows)
     if not args.json:
         rows = [{k: v for k, v in r.items() if k not in ("scale_scored", "scale_green")} for r in rows]
     _emit(rows, args.json, DETECT_COLUMNS)
     return EXIT_UNREADABLE if unreadable else EXIT_OK
+
+
+def _image_encoder(args: argparse.Namespace):
+    """The encoder that turns detect's image INPUTs into bits."""
+    from bitmark.adapters import infinity
+
+    try:
+        return infinity.encoder_from_args(args)
+    except (ImportError, OSError, ValueError) as e:
+        raise UsageError(str(e)) from e
 
 
 # ---------------------------------------------------------------------------------------------- demo
@@ -252,6 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--context", type=int, default=None, help="refuse unless the key uses this n")
     d.add_argument("--delta", type=float, default=None, help="refuse unless the key uses this delta")
     d.add_argument("--json", action="store_true", help="JSON lines, one per image")
+    d.add_argument("--encoder", choices=("infinity",), default=None, help="INPUTs are images, read into bits by this encoder")
+    from bitmark.adapters.infinity import add_cli_arguments
+
+    add_cli_arguments(d)
     d.set_defaults(func=cmd_detect)
 
     m = sub.add_parser("demo", help="key -> watermarked sampling -> detection round trip")

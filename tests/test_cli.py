@@ -107,3 +107,8 @@ def test_attack_command(tmp_path, capsys):
     assert np.array_equal(load_image(tmp_path / "out" / "a.png"), img[:, ::-1])
     assert len((tmp_path / "out" / "attacks.jsonl").read_text().splitlines()) == 2
     assert main(["attack", "jpg:50", str(src), "--out", str(tmp_path / "o2")]) == 2
+
+
+def test_detect_with_infinity_encoder_needs_a_vae(tmp_path, key_file, capsys):
+    assert main(["detect", "--key", str(key_file), "--encoder", "infinity", str(tmp_path)]) == 2
+    assert "--vae PATH" in capsys.readouterr().err

@@ -323,9 +323,12 @@ def test_preprocessing_crops_the_centre_in_rgb():
     y = enc.preprocess([tall, Image.fromarray(tall)])
     assert y.shape == (2, 3, 256, 256) and torch.equal(y[0], y[1]) and y.min() >= -1 and y.max() <= 1
     assert y[0, 1, 128, 128] > 0.9 and y[0, 0, 128, 128] < -0.9  # the centre of the tall image is green
-    bgr_batch = torch.from_numpy(np.stack([wide[..., ::-1], wide[..., ::-1]]).copy())  # Infinity's output order
+    red = np.ascontiguousarray(wide[..., [1, 0, 2]])  # blue | red | green columns: a red centre
+    x = enc.preprocess(red)
+    assert torch.equal(x[0, :, 0, 0], torch.tensor([1.0, -1.0, -1.0]))
+    bgr_batch = torch.from_numpy(np.stack([red[..., ::-1], red[..., ::-1]]).copy())  # Infinity's output order
     assert torch.equal(enc.preprocess(bgr_batch, bgr=True), torch.cat([x, x]))
-    assert not torch.equal(enc.preprocess(bgr_batch), torch.cat([x, x]))
+    assert torch.equal(enc.preprocess(bgr_batch)[0, :, 0, 0], torch.tensor([-1.0, -1.0, 1.0]))  # read as RGB: blue
     enc.encode(wide)
     assert vae.seen[-1][1] == [(1, h, w) for _, h, w in infinity_schedule(256)]  # passed explicitly
     with pytest.raises(ValueError, match="uint8"):
@@ -357,8 +360,8 @@ def test_patchified_8b_tokens_round_trip_to_the_sampled_layout(fake):
     for c, dy, dx in ((0, 0, 0), (3, 1, 0), (13, 1, 1), (5, 0, 1)):  # channel c*4 + dy*2 + dx
         assert torch.equal(token[..., c * 4 + dy * 2 + dx], vae_bits[:, dy::2, dx::2, c])
     assert BitDetector(KEY).detect(pyramid).is_watermarked.all()
-    swapped = [t.view(*t.shape[:3], 14, 2, 2).transpose(-1, -2).reshape(t.shape) for t in pyramid]  # c*4 + dx*2 + dy
-    assert not BitDetector(KEY).detect(swapped).is_watermarked.any()  # so the channel order is what carries the mark
+    channel_last = [t.view(*t.shape[:3], 14, 4).transpose(-1, -2).reshape(t.shape) for t in pyramid]  # (dy*2+dx)*14 + c
+    assert not BitDetector(KEY).detect(channel_last).is_watermarked.any()  # the wrong order loses the mark
 
 
 def test_loaders_read_user_checkpoints(fake, tmp_path):
@@ -386,18 +389,49 @@ def test_loaders_read_user_checkpoints(fake, tmp_path):
 
     from safetensors.torch import save_file
 
-    weights = fake.Infinity(vae_local=vae, seed=5).state_dict()
-    torch.save(weights, tmp_path / "infinity_2b_reg.pth")
-    (tmp_path / "shards").mkdir()
-    names = sorted(weights)
-    save_file({k: weights[k] for k in names[:1]}, str(tmp_path / "shards" / "model-00001.safetensors"))
-    save_file({k: weights[k] for k in names[1:]}, str(tmp_path / "shards" / "model-00002.safetensors"))
-    for source, model in ((tmp_path / "infinity_2b_reg.pth", "infinity-2b"), (tmp_path / "shards", "infinity-8b")):
-        net = load_infinity_transformer(source, vae, model=model, device="cpu")
-        assert all(torch.equal(net.state_dict()[k], weights[k]) for k in names)
-        assert net.init_kwargs["apply_spatial_patchify"] == (model == "infinity-8b")
+    for model, patchify in (("infinity-2b", 0), ("infinity-8b", 1)):
+        weights = fake.Infinity(vae_local=vae, seed=5, apply_spatial_patchify=patchify).state_dict()
+        names = sorted(weights)
+        torch.save(weights, tmp_path / f"{model}.pth")
+        shards = tmp_path / f"{model}-shards"
+        shards.mkdir()
+        save_file({k: weights[k] for k in names[:1]}, str(shards / "model-00001.safetensors"))
+        save_file({k: weights[k] for k in names[1:]}, str(shards / "model-00002.safetensors"))
+        for source in (tmp_path / f"{model}.pth", shards):
+            net = load_infinity_transformer(source, vae, model=model, device="cpu")
+            assert all(torch.equal(net.state_dict()[k], weights[k]) for k in names)  # not the seed-0 init
+            assert net.init_kwargs["apply_spatial_patchify"] == patchify
     with pytest.raises(ValueError, match="unknown Infinity model"):
-        load_infinity_transformer(tmp_path / "infinity_2b_reg.pth", vae, model="infinity-3b")
+        load_infinity_transformer(tmp_path / "infinity-2b.pth", vae, model="infinity-3b")
+
+
+def test_command_line_options_build_the_encoder(fake, tmp_path):
+    import argparse
+
+    from bitmark.adapters.infinity import add_cli_arguments, encoder_from_args
+
+    vae_module = importlib.import_module("infinity.models.bsq_vae.vae")
+    path = tmp_path / "infinity_vae_d56_f8_14_patchify.pth"
+    torch.save({"vae": vae_module.FakeBSQVAE(14, 8).state_dict()}, path)
+    parser = argparse.ArgumentParser()
+    add_cli_arguments(parser)
+    enc = encoder_from_args(parser.parse_args(["--vae", str(path), "--resolution", "512"]))
+    assert enc.patchify and enc.size == (512, 512) and len(enc.schedule) == 10
+    assert enc.vae_schedule[-1] == (1, 64, 64) and enc.vae.codebook_dim == 14
+    with pytest.raises(ValueError, match="--vae PATH"):
+        encoder_from_args(parser.parse_args([]))
+
+
+def test_image_detector_reads_images_through_the_encoder(fake, tmp_path):
+    from detectors.image_detector import ImageDetector
+
+    with watermarked(WatermarkSampler(KEY), SCHEDULE, seed=4) as run:
+        _, idx, _ = generate(fake)
+    enc = InfinityEncoder(ReplayVAE(idx, patch_size=16), SCHEDULE)
+    for i in range(B):
+        Image.fromarray(np.full((100, 140, 3), 40 * i, dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    rows = list(ImageDetector(enc, BitDetector(KEY), batch_size=B).detect_files(sorted(tmp_path.glob("*.png"))))
+    assert len(rows) == B and all(r["is_watermarked"] for r in rows)
 
 
 # ---------------------------------------------------------------------------------------------- real Infinity
@@ -423,8 +457,9 @@ def _env_file(name: str) -> Path:
 def test_real_square_schedules_match_infinitys_table():
     table = _real("infinity.utils.dynamic_resolution")
     for name, pixels in (("0.06M", 256), ("0.25M", 512), ("0.60M", 768), ("1M", 1024)):
-        theirs = [(h, w) for _, h, w in table.dynamic_resolution_h_w[1.0][name]["scales"]]
-        assert schedule_grids(pixels) == theirs and tuple(table.dynamic_resolution_h_w[1.0][name]["pixel"]) == (pixels,) * 2
+        entry = table.dynamic_resolution_h_w[1.0][name]
+        assert schedule_grids(pixels) == [(h, w) for _, h, w in entry["scales"]]
+        assert tuple(entry["pixel"]) == (pixels, pixels)
 
 
 def test_real_sampling_function_is_wrapped_and_restored():

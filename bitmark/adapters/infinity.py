@@ -136,7 +136,10 @@ def schedule_grids(schedule: int | str | Sequence) -> list[tuple[int, int]]:
         item = (int(item),) * 2 if isinstance(item, (int, np.integer)) else tuple(int(v) for v in item)
         if len(item) == 3:
             if item[0] != 1:
-                raise ValueError(f"scale {s}: {item} has t = {item[0]}; only image schedules (t = 1) are supported")
+                raise ValueError(
+                    f"scale {s}: {item} has t = {item[0]}; images need t = 1 (Infinity's scripts pass "
+                    "[(1, h, w) for (_, h, w) in dynamic_resolution_h_w[ratio][pn]['scales']])"
+                )
             item = item[1:]
         if len(item) != 2 or min(item) < 1:
             raise ValueError(f"scale {s}: expected a side, (h, w) or (1, h, w), got {item!r}")
@@ -440,7 +443,7 @@ class InfinityEncoder:
         for arr in _as_rgb_list(images, bgr):
             if arr.shape[:2] != (height, width):
                 arr = np.asarray(fit_and_crop(Image.fromarray(arr), height, width))
-            batch.append(torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1))
+            batch.append(torch.from_numpy(np.array(arr)).permute(2, 0, 1))  # a writable copy
         return torch.stack(batch).float().div_(127.5).sub_(1.0)
 
     @torch.no_grad()
@@ -472,7 +475,7 @@ class InfinityEncoder:
 
 
 def _vae_shape_from_name(path: Path) -> tuple[int, bool] | None:
-    """(codebook_dim, patchify) from Infinity's checkpoint names, e.g. infinity_vae_d32reg.pth, ..._d56_f8_14_patchify.pth."""
+    """(codebook_dim, patchify) from Infinity's file names: infinity_vae_d32reg.pth, ..._d56_f8_14_patchify.pth."""
     name = path.name.lower()
     if "patchify" in name:
         m = re.search(r"f8_(\d+)", name)
@@ -536,6 +539,25 @@ def load_infinity_vae(
     return vae.to(device)
 
 
+def add_cli_arguments(parser: Any) -> None:
+    """The options of `bitmark detect --encoder infinity` (kept here so the command layer stays small)."""
+    g = parser.add_argument_group("--encoder infinity")
+    g.add_argument("--vae", help="your Infinity BSQ VAE checkpoint, e.g. infinity_vae_d32reg.pth (never downloaded)")
+    g.add_argument("--resolution", default="1024", help="256, 512, 768 or 1024 (or 0.06M, 0.25M, 0.60M, 1M)")
+    g.add_argument("--vae-bits", type=int, default=None, help="bits per VAE token when the file name does not say")
+    g.add_argument("--patchify", action="store_true", default=None, help="Infinity-8B's 2x2 patchify (default: by name)")
+    g.add_argument("--vae-device", default="cpu", help="device for the VAE (cpu, cuda, ...)")
+
+
+def encoder_from_args(args: Any) -> InfinityEncoder:
+    """An InfinityEncoder from the options of `add_cli_arguments`; errors say what is missing."""
+    if not getattr(args, "vae", None):
+        raise ValueError("--encoder infinity needs --vae PATH, your Infinity VAE checkpoint (bitmark downloads nothing)")
+    return InfinityEncoder.from_checkpoint(
+        args.vae, args.resolution, codebook_dim=args.vae_bits, patchify=args.patchify, device=args.vae_device
+    )
+
+
 TRANSFORMERS = {
     "infinity-2b": dict(depth=32, embed_dim=2048, num_heads=16, mlp_ratio=4, drop_path_rate=0.1, block_chunks=8),
     "infinity-8b": dict(depth=40, embed_dim=3584, num_heads=28, mlp_ratio=4, drop_path_rate=0.1, block_chunks=8),
@@ -587,6 +609,8 @@ def load_infinity_transformer(
 
 __all__ = [
     "InfinityEncoder",
+    "add_cli_arguments",
+    "encoder_from_args",
     "InfinityNotAvailable",
     "InfinityRun",
     "ScheduleMismatch",

@@ -1,0 +1,59 @@
+"""Image -> bits -> verdict: an encoder followed by a `BitDetector`.
+
+An encoder is anything with `.encode(images) -> bit pyramid` that takes a list of uint8 RGB arrays
+(H, W, 3) of any size and does its own resizing (the shipped tokenizer; `bitmark.adapters.infinity.
+InfinityEncoder`, which follows Infinity's preprocessing). Files are read one by one; a file that cannot be
+read gets a row with its error and the rest go on.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Protocol, Sequence
+
+import numpy as np
+
+from bitmark.images import ImageError, load_image
+from detectors.bit_detector import BitDetector, Detection
+
+log = logging.getLogger(__name__)
+
+
+class Encoder(Protocol):
+    def encode(self, images: Sequence[np.ndarray]) -> list: ...
+
+
+class ImageDetector:
+    """Detects a watermark in images: `encoder` reads them into bits, `detector` tests the bits."""
+
+    def __init__(self, encoder: Encoder, detector: BitDetector, batch_size: int = 64):
+        self.encoder, self.bits, self.batch_size = encoder, detector, batch_size
+
+    def detect(self, images: Sequence[np.ndarray]) -> Detection:
+        """uint8 RGB images (H, W, 3), any size: the encoder fits them."""
+        return self.bits.detect(self.encoder.encode(images))
+
+    def detect_files(self, paths: Iterable[str | Path]) -> Iterator[dict[str, Any]]:
+        """One row per file, in order: the Detection fields and the path, or the path and an error."""
+        batch: list[tuple[Path, np.ndarray]] = []
+        for path in paths:
+            try:
+                batch.append((Path(path), load_image(path)))
+            except ImageError as e:
+                yield from self._flush(batch)
+                batch = []
+                log.warning("%s", e)
+                yield {"path": str(path), "error": str(e)}
+                continue
+            if len(batch) == self.batch_size:
+                yield from self._flush(batch)
+                batch = []
+        yield from self._flush(batch)
+
+    def _flush(self, batch: Sequence[tuple[Path, np.ndarray]]) -> Iterator[dict[str, Any]]:
+        if not batch:
+            return
+        result = self.detect([image for _, image in batch])
+        for (path, _), row in zip(batch, result.rows()):
+            yield {"path": str(path), **row}
