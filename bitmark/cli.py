@@ -77,6 +77,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------------- detect
 
+PYRAMID_SUFFIXES = (".safetensors", ".npz")
 DETECT_COLUMNS = ("path", "index", "is_watermarked", "z_score", "log10_p", "num_scored", "num_green")
 
 
@@ -98,22 +99,23 @@ def cmd_detect(args: argparse.Namespace) -> int:
         )
     except (ConfigMismatch, ValueError) as e:
         raise UsageError(str(e)) from e
-    rows: list[dict[str, Any]] = []
-    if args.encoder:
-        from bitmark.images import iter_image_files
-        from detectors.image_detector import ImageDetector
+    from bitmark.images import iter_image_files
+    from detectors.image_detector import ImageDetector
 
+    pyramid_files = [p for p in args.inputs if Path(p).suffix in PYRAMID_SUFFIXES]
+    image_files = list(iter_image_files(p for p in args.inputs if Path(p).suffix not in PYRAMID_SUFFIXES))
+    rows: list[dict[str, Any]] = []
+    for path in pyramid_files:
+        try:
+            result = detector.detect(load_pyramid(path))
+        except (PyramidError, ValueError, OSError) as e:
+            log.warning("%s", e)
+            rows.append({"path": path, "error": str(e)})
+            continue
+        rows.extend({"path": path, "index": i, **row} for i, row in enumerate(result.rows()))
+    if image_files:
         images = ImageDetector(_image_encoder(args), detector)
-        rows = [r if "error" in r else {"index": 0, **r} for r in images.detect_files(iter_image_files(args.inputs))]
-    else:
-        for path in args.inputs:
-            try:
-                result = detector.detect(load_pyramid(path))
-            except (PyramidError, ValueError, OSError) as e:
-                log.warning("%s", e)
-                rows.append({"path": path, "error": str(e)})
-                continue
-            rows.extend({"path": path, "index": i, **row} for i, row in enumerate(result.rows()))
+        rows.extend(r if "error" in r else {"index": 0, **r} for r in images.detect_files(image_files))
     unreadable = sum("error" in r for r in rows)
     if not args.json:
         rows = [{k: v for k, v in r.items() if k not in ("scale_scored", "scale_green")} for r in rows]
@@ -122,13 +124,42 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def _image_encoder(args: argparse.Namespace):
-    """The encoder that turns detect's image INPUTs into bits."""
-    from bitmark.adapters import infinity
-
+    """The encoder that turns detect's image INPUTs into bits: the shipped tokenizer, or Infinity's VAE."""
     try:
-        return infinity.encoder_from_args(args)
+        if args.encoder == "infinity":
+            from bitmark.adapters import infinity
+
+            return infinity.encoder_from_args(args)
+        from bitmark.models import load_tokenizer
+
+        return load_tokenizer(args.data)
     except (ImportError, OSError, ValueError) as e:
         raise UsageError(str(e)) from e
+
+
+# ---------------------------------------------------------------------------------------------- generate
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from bitmark.generate import generate_files
+    from bitmark.models import MissingWeights
+
+    key = None if args.no_watermark else _load_key(args.key) if args.key else None
+    if key is None and not args.no_watermark:
+        raise UsageError("give --key KEY.json (or --no-watermark for clean samples)")
+    try:
+        rows = generate_files(
+            Path(args.out), args.num, key=key, data=args.data, class_name=args.class_name, seed=args.seed,
+            cfg_scale=args.cfg, temperature=args.temperature, top_p=args.top_p,
+        )
+    except (MissingWeights, ValueError) as e:
+        raise UsageError(str(e)) from e
+    if args.json:
+        for r in rows:
+            print(json.dumps(r))
+    else:
+        print(f"wrote {len(rows)} images and samples.jsonl to {args.out}")
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------------------------------------- demo
@@ -203,7 +234,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from bitmark.recipes import RECIPES, WEIGHTS_DIR
+    from bitmark.models import WEIGHTS_DIR
+    from bitmark.recipes import RECIPES
     from bitmark.training import TrainConfig
 
     torch.set_num_threads(args.threads)
@@ -213,7 +245,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     data_name = Path(args.data).name if Path(args.data).is_dir() else args.data
     out = Path(args.out) if args.out else WEIGHTS_DIR / f"{data_name}-{args.kind}"
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / f"{data_name}-{args.kind}"
-    card = RECIPES[args.kind](args.data, out, cfg, run_dir)
+    extra = {"tokenizer": {"cycle": args.cycle}, "generator": {"tokenizer": args.tokenizer}}.get(args.kind, {})
+    card = RECIPES[args.kind](args.data, out, cfg, run_dir, **extra)
     if args.json:
         print(json.dumps(card))
     else:
@@ -256,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--json", action="store_true")
     k.set_defaults(func=cmd_keygen)
 
-    d = sub.add_parser("detect", help="test bit pyramids (.safetensors/.npz) for a key's watermark")
+    d = sub.add_parser("detect", help="test images (PNG/JPEG/WebP files or folders) or bit pyramids (.safetensors/.npz)")
     d.add_argument("inputs", nargs="+", metavar="INPUT")
     d.add_argument("--key", required=True)
     d.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate (default 0.01)")
@@ -267,11 +300,27 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--context", type=int, default=None, help="refuse unless the key uses this n")
     d.add_argument("--delta", type=float, default=None, help="refuse unless the key uses this delta")
     d.add_argument("--json", action="store_true", help="JSON lines, one per image")
-    d.add_argument("--encoder", choices=("infinity",), default=None, help="INPUTs are images, read into bits by this encoder")
+    d.add_argument("--encoder", choices=("tokenizer", "infinity"), default="tokenizer",
+                   help="what reads image INPUTs into bits: the shipped tokenizer (default) or Infinity's VAE")
+    d.add_argument("--data", default="photos", help="tokenizer: which shipped tokenizer (or a weights path)")
     from bitmark.adapters.infinity import add_cli_arguments
 
     add_cli_arguments(d)
     d.set_defaults(func=cmd_detect)
+
+    g = sub.add_parser("generate", help="sample images from the shipped generator, watermarked with a key")
+    g.add_argument("--key", help="key file; required unless --no-watermark")
+    g.add_argument("--num", type=int, default=16)
+    g.add_argument("--out", required=True, help="folder for the PNGs and samples.jsonl")
+    g.add_argument("--class", dest="class_name", default=None, help="class name or index (default: round-robin)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--no-watermark", action="store_true", help="sample without the watermark")
+    g.add_argument("--data", default="photos", help="which shipped generator (or a weights path)")
+    g.add_argument("--cfg", type=float, default=2.0, help="classifier-free guidance scale")
+    g.add_argument("--temperature", type=float, default=1.0)
+    g.add_argument("--top-p", type=float, default=1.0, help="per-bit top-p, applied after the watermark's bias")
+    g.add_argument("--json", action="store_true")
+    g.set_defaults(func=cmd_generate)
 
     m = sub.add_parser("demo", help="key -> watermarked sampling -> detection round trip")
     m.add_argument("--out", default="demo-out", help="folder for the demo key and pyramids")
@@ -290,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(func=cmd_attack)
 
     t = sub.add_parser("train", help="train a shipped model (seeded, resumable, with a wall-time budget)")
-    t.add_argument("kind", choices=("classifier",))
+    t.add_argument("kind", choices=("tokenizer", "generator", "classifier"))
     t.add_argument("--data", required=True, help="photos, digits, or a folder of images (class = sub-folder)")
     t.add_argument("--out", default=None, help="weights path without suffix (default: bitmark/weights/DATA-KIND)")
     t.add_argument("--run-dir", default=None, help="checkpoint folder; an existing checkpoint is resumed")
@@ -300,6 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--budget-minutes", type=float, default=None, help="stop (and checkpoint) after this long")
     t.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for small models here)")
+    t.add_argument("--cycle", type=float, default=0.0, help="tokenizer: weight of the round-trip loss")
+    t.add_argument("--tokenizer", default=None, help="generator: the tokenizer weights (default: the shipped one)")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_train)
 

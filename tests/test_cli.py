@@ -110,5 +110,8 @@ def test_attack_command(tmp_path, capsys):
 
 
 def test_detect_with_infinity_encoder_needs_a_vae(tmp_path, key_file, capsys):
+    from bitmark.images import save_png
+
+    save_png(tmp_path / "a.png", np.zeros((32, 32, 3), np.uint8))
     assert main(["detect", "--key", str(key_file), "--encoder", "infinity", str(tmp_path)]) == 2
     assert "--vae PATH" in capsys.readouterr().err

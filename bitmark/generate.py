@@ -1,0 +1,70 @@
+"""Sampling images from the shipped generator, with or without a key's watermark."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from bitmark.images import save_png
+from bitmark.keys import WatermarkKey
+from bitmark.sampler import PlainSampler, WatermarkSampler
+
+log = logging.getLogger(__name__)
+
+BATCH = 64  # images are drawn in batches of this size; batch b of seed s uses generator seed (s, b)
+
+
+def class_indices(num: int, classes: list[str], class_name: str | int | None) -> torch.Tensor:
+    """Round-robin over the classes, or one class given by name or index."""
+    if class_name is None:
+        return torch.arange(num) % len(classes)
+    if str(class_name) in classes:
+        return torch.full((num,), classes.index(str(class_name)))
+    if str(class_name).isdigit() and int(class_name) < len(classes):
+        return torch.full((num,), int(class_name))
+    raise ValueError(f"unknown class {class_name!r}; classes: {', '.join(classes)}")
+
+
+def sample_images(
+    gen, tok, classes: torch.Tensor, key: WatermarkKey | None = None, seed: int = 0, cfg_scale: float = 2.0,
+    temperature: float = 1.0, top_p: float = 1.0, progress: bool = True,
+) -> tuple[np.ndarray, list[torch.Tensor]]:
+    """uint8 images (N, H, W, 3) and their sampled bit pyramid, drawn in seeded batches."""
+    sampler = WatermarkSampler(key, top_p=top_p) if key is not None else PlainSampler(top_p=top_p)
+    images, pyramids = [], []
+    for b in tqdm(range(0, len(classes), BATCH), desc="sampling", leave=False, disable=not progress or None):
+        rng = torch.Generator().manual_seed(seed * 1_000_003 + b // BATCH)
+        bits = gen.sample(classes[b : b + BATCH], sampler=sampler, cfg_scale=cfg_scale, temperature=temperature, generator=rng)
+        images.append(tok.decode(bits))
+        pyramids.append(bits)
+    return np.concatenate(images), [torch.cat(scale) for scale in zip(*pyramids)]
+
+
+def generate_files(
+    out: Path, num: int, key: WatermarkKey | None, data: str = "photos", class_name: str | None = None, seed: int = 0,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """Write `num` PNGs and a samples.jsonl sidecar (file, seed, index, class, key id, watermarked)."""
+    from bitmark.models import classes, load_generator
+
+    gen, tok = load_generator(data)
+    names = classes(data)
+    idx = class_indices(num, names, class_name)
+    images, _ = sample_images(gen, tok, idx, key=key, seed=seed, **options)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    with open(out / "samples.jsonl", "a") as sidecar:
+        for i, (image, c) in enumerate(zip(images, idx.tolist())):
+            name = f"{'wm' if key else 'clean'}-s{seed}-{i:05d}.png"
+            save_png(out / name, image)
+            row = {"file": name, "seed": seed, "index": i, "class": names[c], "key_id": key.key_id if key else None,
+                   "watermarked": key is not None, **options}
+            sidecar.write(json.dumps(row) + "\n")
+            rows.append(row)
+    return rows

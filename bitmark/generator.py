@@ -1,0 +1,120 @@
+"""The embedded generator: a small next-scale transformer over bit pyramids (the tiny Infinity).
+
+The sequence is every token of every scale, coarse to fine. The input of scale 0 is the class embedding;
+the input of scale s > 0 is the running sum of the coarser codes (the tokenizer's quantised latent so
+far) area-downsampled to scale s. Attention is block-causal: a token sees its own scale and coarser ones.
+The head gives the d bit log-odds of every token. Class-conditional with classifier-free guidance (class
+index `num_classes` is "no class"); guidance mixes logits as cfg·cond + (1−cfg)·uncond, temperature
+divides them, and then `sampler(logits, scale, grid, generator)` draws the bits -- the only way a
+watermark enters.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from bitmark.sampler import PlainSampler
+from bitmark.tokenizer import Quantizer, TokenizerConfig
+
+
+@dataclass
+class GeneratorConfig:
+    tokenizer: TokenizerConfig
+    num_classes: int
+    dim: int = 192
+    depth: int = 4
+    heads: int = 4
+
+    @property
+    def lengths(self) -> list[int]:
+        return [s * s for s in self.tokenizer.schedule]
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        B, L, D = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        att = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+        x = x + self.proj(att.transpose(1, 2).reshape(B, L, D))
+        return x + self.mlp(self.norm2(x))
+
+
+class Generator(nn.Module):
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        self.cfg = cfg
+        tok = cfg.tokenizer
+        self.quantizer = Quantizer(tok)
+        total = sum(cfg.lengths)
+        self.class_emb = nn.Embedding(cfg.num_classes + 1, cfg.dim)
+        self.inp = nn.Linear(tok.d, cfg.dim)
+        self.pos = nn.Parameter(torch.randn(total, cfg.dim) * 0.02)
+        self.level = nn.Embedding(len(tok.schedule), cfg.dim)
+        self.blocks = nn.ModuleList(Block(cfg.dim, cfg.heads) for _ in range(cfg.depth))
+        self.norm, self.head = nn.LayerNorm(cfg.dim), nn.Linear(cfg.dim, tok.d)
+        levels = torch.cat([torch.full((n,), s) for s, n in enumerate(cfg.lengths)])
+        self.register_buffer("levels", levels, persistent=False)
+        self.register_buffer("allowed", levels[None, :] <= levels[:, None], persistent=False)
+
+    def scale_inputs(self, bits: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Inputs (B, h*w, d) of scales 1..len(bits): the running latent of the coarser codes, resized."""
+        schedule, gains = self.cfg.tokenizer.schedule, self.cfg.tokenizer.gains
+        inputs, running = [], 0.0
+        for s in range(1, len(bits) + 1):
+            running = running + gains[s - 1] * self.quantizer.up(self.quantizer.code(bits[s - 1]))
+            x = Quantizer.down(running, schedule[s])
+            inputs.append(x.flatten(2).transpose(1, 2) * math.sqrt(self.cfg.tokenizer.d))
+        return inputs
+
+    def forward(self, bits: list[torch.Tensor], classes: torch.Tensor) -> torch.Tensor:
+        """Logits (B, L, d) of scales 0..len(bits) given the bits of scales < len(bits) (teacher forcing)."""
+        c = self.class_emb(classes)[:, None]
+        h = torch.cat([c] + [self.inp(x) for x in self.scale_inputs(bits)], dim=1)
+        L = h.shape[1]
+        h = h + self.pos[:L] + self.level(self.levels[:L]) + c
+        for block in self.blocks:
+            h = block(h, self.allowed[:L, :L])
+        return self.head(self.norm(h))
+
+    def loss(self, inputs: list[torch.Tensor], targets: list[torch.Tensor], classes: torch.Tensor, p_uncond: float = 0.1, rng=None):
+        """Bitwise cross-entropy of the targets given (possibly corrupted) input bits; drops the class at p_uncond."""
+        drop = torch.rand(classes.shape, generator=rng) < p_uncond
+        classes = torch.where(drop, torch.full_like(classes, self.cfg.num_classes), classes)
+        logits = self.forward(inputs[:-1], classes)
+        target = torch.cat([t.flatten(1, 2) for t in targets], dim=1).float()
+        return F.binary_cross_entropy_with_logits(logits, target)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        classes: torch.Tensor,
+        sampler: PlainSampler | None = None,
+        cfg_scale: float = 2.0,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> list[torch.Tensor]:
+        """A bit pyramid for each class index in `classes`, drawn scale by scale through `sampler`."""
+        sampler = sampler or PlainSampler()
+        B = len(classes)
+        both = torch.cat([classes, torch.full_like(classes, self.cfg.num_classes)])
+        bits: list[torch.Tensor] = []
+        start = 0
+        for s, side in enumerate(self.cfg.tokenizer.schedule):
+            logits = self.forward([torch.cat([b, b]) for b in bits], both)[:, start : start + side * side]
+            logits = (cfg_scale * logits[:B] + (1 - cfg_scale) * logits[B:]) / temperature
+            drawn = sampler(logits, scale=s, grid=(side, side), generator=generator)
+            bits.append(drawn.view(B, side, side, -1))
+            start += side * side
+        return bits

@@ -1,0 +1,57 @@
+"""The shipped models, loaded from the safetensors + JSON cards in `bitmark/weights` (no network, no training).
+
+    tok = models.tokenizer("photos"); gen = models.generator("photos"); clf = models.classifier("photos")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bitmark.training import load_card, load_weights
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+class MissingWeights(FileNotFoundError):
+    """No shipped (or given) weights at a path."""
+
+
+def _path(data_or_path: str | Path, kind: str) -> Path:
+    p = Path(data_or_path)
+    path = p if p.suffix == ".safetensors" or p.with_suffix(".json").exists() else WEIGHTS_DIR / f"{data_or_path}-{kind}"
+    if not path.with_suffix(".safetensors").exists():
+        shipped = sorted(f.stem for f in WEIGHTS_DIR.glob(f"*-{kind}.safetensors"))
+        raise MissingWeights(
+            f"no {kind} weights at {path.with_suffix('.safetensors')}; shipped: {shipped or 'none'}; "
+            f"train them with: bitmark train {kind} --data {data_or_path}"
+        )
+    return path
+
+
+def load_tokenizer(data_or_path: str | Path = "photos"):
+    from bitmark.tokenizer import Tokenizer, TokenizerConfig
+
+    path = _path(data_or_path, "tokenizer")
+    card = load_card(path)
+    return load_weights(path, Tokenizer(TokenizerConfig(**card["config"])))
+
+
+def load_generator(data_or_path: str | Path = "photos", tok=None):
+    """The generator and, unless given, the tokenizer its card names (it samples that tokenizer's codes)."""
+    from bitmark.generator import Generator, GeneratorConfig
+
+    path = _path(data_or_path, "generator")
+    card = load_card(path)
+    tok = tok or load_tokenizer(path.parent / card["tokenizer"])
+    return load_weights(path, Generator(GeneratorConfig(tok.cfg, **card["config"]))), tok
+
+
+def load_classifier(data_or_path: str | Path = "photos"):
+    from bitmark.classifier import Classifier, ClassifierConfig
+
+    path = _path(data_or_path, "classifier")
+    return load_weights(path, Classifier(ClassifierConfig(**load_card(path)["config"])))
+
+
+def classes(data_or_path: str | Path = "photos", kind: str = "generator") -> list[str]:
+    return load_card(_path(data_or_path, kind))["classes"]
