@@ -80,6 +80,14 @@ class BitDetector:
              region repeating one cell cannot pile up evidence (a no-op for spatial rules, whose
              positions are all distinct cells).
     scales:  score only these scales (each must be watermarked by the key); default all watermarked.
+    weights: per-scale weights of a weighted z = sum w_s (G_s - E_s) / sqrt(sum w_s^2 V_s), e.g. to favour
+             scales whose bits survive re-encoding; p then comes from the normal tail (the binomial p
+             is exact only with equal weights).
+    prior, prior_strength: self-normalised null only. `prior[s]` is (d - n + 1, 2^(n-1)) P(bit = 1 | j,
+             context) of clean images (`fit_prior`); each cell's q is shrunk toward it with this many
+             pseudo-positions, so that cells with few positions (coarse scales) keep their signal
+             instead of having it absorbed by their own estimate. Any key-independent q keeps the
+             statistic exact: for a random key, sum (2g - 1)(b - q) has mean 0 and variance sum (b - q)^2.
     rule, context, delta: optional assertions; a value that differs from the key file's is refused.
     """
 
@@ -90,6 +98,9 @@ class BitDetector:
         null: str | None = None,
         unique: bool = False,
         scales: Sequence[int] | None = None,
+        weights: Sequence[float] | None = None,
+        prior: Sequence | None = None,
+        prior_strength: float = 0.0,
         rule: str | None = None,
         context: int | None = None,
         delta: float | None = None,
@@ -112,7 +123,12 @@ class BitDetector:
             if unmarked:
                 raise ValueError(f"scales {unmarked} are not watermarked by key {key.key_id} (its scales: {cfg.scales})")
             scales = tuple(sorted(set(scales)))
+        if (prior is not None or prior_strength) and (null != "self-normalised" or prior is None or prior_strength < 0):
+            raise ValueError("a prior needs the self-normalised null, prior= and prior_strength >= 0")
         self.key, self.rule, self.fpr, self.null, self.unique, self.scales = key, GreenRule(key), fpr, null, unique, scales
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+        self.prior = None if prior is None else [torch.as_tensor(np.asarray(p), dtype=torch.float64) for p in prior]
+        self.prior_strength = float(prior_strength)
 
     def _scored(self, s: int) -> bool:
         return self.key.config.watermarks(s) and (self.scales is None or s in self.scales)
@@ -135,8 +151,8 @@ class BitDetector:
         code = low.to(dtype) + base
         return torch.bincount(code.reshape(-1), minlength=size).view(B, J, S, 2, 2)
 
-    def scale_stats(self, counts: torch.Tensor) -> torch.Tensor:
-        """(scored, green, expected green, variance) per image from `cell_counts`, shape (4, B)."""
+    def scale_stats(self, counts: torch.Tensor, s: int) -> torch.Tensor:
+        """(scored, green, expected green, variance) per image from scale s's `cell_counts`, shape (4, B)."""
         c = counts.double()
         if self.unique:  # each (j, context, bit) once; the green value is constant within a cell here
             present = c.sum(-1) > 0  # (B, J, S, bit)
@@ -149,10 +165,16 @@ class BitDetector:
         if self.null == "binomial":
             return torch.stack([scored, green, scored / 2, scored / 4])
         N = c.sum((-1, -2))  # positions per cell
-        q = c[..., 1, :].sum(-1) / N.clamp(min=1)  # share of ones in the cell
+        K = c[..., 1, :].sum(-1)  # ones per cell
+        if self.prior is None or self.prior_strength == 0:
+            q = K / N.clamp(min=1)  # the cell's own share of ones
+        else:
+            if s >= len(self.prior) or self.prior[s].shape != N.shape[1:]:
+                raise ValueError(f"scale {s}: the prior has no (j, context) table of shape {tuple(N.shape[1:])}")
+            q = (K + self.prior_strength * self.prior[s]) / (N + self.prior_strength)
         M = c[..., 1].sum(-1)  # positions whose green value is 1
         expected = (M * q + (N - M) * (1 - q)).sum((1, 2))
-        variance = (N * q * (1 - q)).sum((1, 2))
+        variance = (K * (1 - q) ** 2 + (N - K) * q**2).sum((1, 2))  # = sum over positions of (b - q)^2
         return torch.stack([scored, green, expected, variance])
 
     def detect(self, pyramid: Sequence) -> Detection:
@@ -165,9 +187,18 @@ class BitDetector:
         per_scale = torch.zeros(4, B, num_scales, dtype=torch.float64)
         for s, bits in enumerate(pyramid):
             if self._scored(s):
-                per_scale[:, :, s] = self.scale_stats(self.cell_counts(bits, s))
+                per_scale[:, :, s] = self.scale_stats(self.cell_counts(bits, s), s)
         scored, green, expected, variance = per_scale.sum(-1).numpy()
-        if self.null == "binomial":
+        if self.weights is not None:
+            if len(self.weights) < num_scales:
+                raise ValueError(f"{len(self.weights)} scale weights for a pyramid of {num_scales} scales")
+            w = self.weights[:num_scales]
+            excess = ((per_scale[1] - per_scale[2]) * w).sum(-1).numpy()
+            spread = (per_scale[3] * w**2).sum(-1).numpy()
+            with np.errstate(divide="ignore", invalid="ignore"):
+                z = np.where(spread > 0, excess / np.sqrt(spread), 0.0)
+            log_p = np.where(spread > 0, stats.normal_log_sf(z), 0.0)
+        elif self.null == "binomial":
             z = stats.binomial_z(green, scored)
             log_p = stats.binomial_log_sf(green, scored)
         else:
@@ -193,3 +224,20 @@ class BitDetector:
         )
 
     __call__ = detect
+
+
+def fit_prior(pyramids: Sequence[Sequence], n: int, smoothing: float = 1.0) -> list[np.ndarray]:
+    """P(bit = 1 | scale, j, context) of clean pyramids, pooled over positions and images: the prior of the
+    self-normalised null. Key-independent (it needs only n); Laplace-smoothed."""
+    tables = []
+    for s, scale in enumerate(zip(*[as_pyramid(p) for p in pyramids])):
+        bits = torch.cat(scale)
+        B, h, w, d = bits.shape
+        flat = bits.reshape(B, h * w, d)
+        ctx = contexts(flat, n).long()
+        S, J = 1 << (n - 1), d - n + 1
+        cell = (torch.arange(J).view(1, 1, J) * S + ctx).reshape(-1)
+        N = torch.bincount(cell, minlength=J * S).double()
+        K = torch.bincount(cell, weights=flat[..., n - 1 :].reshape(-1).double(), minlength=J * S)
+        tables.append(((K + smoothing) / (N + 2 * smoothing)).view(J, S).numpy())
+    return tables

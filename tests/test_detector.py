@@ -135,3 +135,28 @@ def test_attribution_names_the_marking_key_and_holds_the_family_error():
     clean = iid_pyramid(2000, seed=5)
     wrongly = sum(k is not None for k in attribute(clean, keys, fpr=0.01).key_id)
     assert wrongly / 2000 <= 0.015
+
+
+def test_prior_keeps_the_null_exact_and_the_signal_of_coarse_scales():
+    from detectors.bit_detector import fit_prior
+
+    prior = fit_prior([markov_pyramid(400, seed=20)], n=2)
+    clean = markov_pyramid(1, seed=21)
+    z = np.array([BitDetector(fixed_key(500 + k), prior=prior, prior_strength=4).detect(clean).z_score[0] for k in range(400)])
+    assert abs(z.mean()) < 0.15 and 0.85 < z.std() < 1.15  # over random keys, for one fixed image
+    rates = [BitDetector(fixed_key(600 + k), prior=prior, prior_strength=4).detect(markov_pyramid(4000, seed=22)).is_watermarked.mean() for k in range(3)]
+    assert all(0.005 <= r <= 0.015 for r in rates)
+    key = fixed_key(700)
+    coarse = sample_pyramid(WatermarkSampler(key), 200, seed=23, sides=(1, 2, 3))
+    own = BitDetector(key).detect(coarse).z_score.mean()
+    shrunk = BitDetector(key, prior=fit_prior([iid_pyramid(200, 24, sides=(1, 2, 3))], 2), prior_strength=4).detect(coarse).z_score.mean()
+    assert shrunk > own + 1  # the 1x1 and 2x2 cells no longer absorb their own mark
+
+
+def test_scale_weights():
+    key = fixed_key(800)
+    marked = sample_pyramid(WatermarkSampler(key), 50, seed=25)
+    zero_last = BitDetector(key, weights=[1, 1, 1, 1, 1, 0]).detect(marked)
+    without_last = BitDetector(key, scales=range(5)).detect(marked)
+    assert np.allclose(zero_last.z_score, without_last.z_score)
+    assert np.allclose(BitDetector(key, weights=[2] * 6).detect(marked).z_score, BitDetector(key).detect(marked).z_score)
