@@ -6,6 +6,9 @@
   re-encoded: per-scale agreement between sampled and re-encoded bits, z-scores, TPR at the detector's
   analytic 1% threshold, and the FPR of that threshold on the clean samples and on held-out real crops.
 
+* sample quality on the frozen classifier's features: class accuracy, Fréchet distance and KID to held-out
+  real crops, for clean and watermarked samples and, as the floor, real training crops.
+
 Run: `bitmark bench recoverability [--num 200] [--json]`. The key is a fixed benchmark key
 (`benchmarks.null_calibration.fixed_key(0)`), so runs are reproducible.
 """
@@ -93,14 +96,45 @@ def generator_figures(gen, tok, num: int = 200, seed: int = 0, heldout: np.ndarr
     return result
 
 
+def quality_figures(gen, tok, clf, train: "ImageSet", heldout: np.ndarray, num: int = 200, seed: int = 0) -> dict:
+    """Frozen-classifier figures of `num` clean and `num` watermarked samples (classes round-robin):
+    accuracy on the requested class, Fréchet distance and KID to held-out real crops, next to the same
+    for `num` real training crops (the floor: what a perfect copy of the training data would score)."""
+    from benchmarks.null_calibration import fixed_key
+    from bitmark.generate import sample_images
+    from bitmark.quality import frechet_distance, kernel_inception_distance
+
+    classes = torch.arange(num) % gen.cfg.num_classes
+    held_features, _ = clf.embed(heldout)
+    pick = np.random.default_rng(seed).choice(len(train.labels), num, replace=False)
+    sets = {"real_train": (train.images[pick], train.labels[pick])}
+    for name, key in (("clean", None), ("watermarked", fixed_key(0))):
+        images, _ = sample_images(gen, tok, classes, key=key, seed=seed, progress=False)
+        sets[name] = (images, classes.numpy())
+    out = {}
+    for name, (images, labels) in sets.items():
+        features, predicted = clf.embed(images)
+        kid, kid_std = kernel_inception_distance(features, held_features, subset_size=min(100, num))
+        out[name] = {
+            "class_accuracy": round(float(np.mean(predicted == labels)), 3),
+            "fd_to_heldout": round(frechet_distance(features, held_features), 2),
+            "kid_to_heldout": round(kid, 4), "kid_std": round(kid_std, 4),
+        }
+    return out
+
+
 def run(data: str = "photos", num: int = 200, as_json: bool = False) -> dict:
     from bitmark.data import load_dataset
-    from bitmark.models import load_generator
+    from bitmark.models import load_classifier, load_generator
 
     torch.set_num_threads(1)
     gen, tok = load_generator(data)
     heldout = load_dataset(data, "heldout").images
-    r = {"tokenizer": tokenizer_figures(tok, heldout), "generator": generator_figures(gen, tok, num, heldout=heldout)}
+    r = {
+        "tokenizer": tokenizer_figures(tok, heldout),
+        "generator": generator_figures(gen, tok, num, heldout=heldout),
+        "quality": quality_figures(gen, tok, load_classifier(data), load_dataset(data, "train"), heldout, num),
+    }
     print(json.dumps(r) if as_json else json.dumps(r, indent=2))
     return r
 

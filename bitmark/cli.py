@@ -166,16 +166,21 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from bitmark.demo import synthetic_demo
+    from bitmark.demo import image_demo
+    from bitmark.models import MissingWeights
 
-    rows = synthetic_demo(Path(args.out), num=args.num, seed=args.seed)
-    _emit(rows, args.json, ("sample", "watermarked", "z_score", "log10_p", "is_watermarked"))
+    key = _load_key(args.key) if args.key else None
+    try:
+        rows = image_demo(Path(args.out), num=args.num, seed=args.seed, data=args.data, key=key)
+    except MissingWeights as e:
+        raise UsageError(str(e)) from e
+    _emit(rows, args.json, ("sample", "class", "watermarked", "z_score", "log10_p", "is_watermarked"))
     if not args.json:
         tp = sum(r["is_watermarked"] for r in rows if r["watermarked"])
         fp = sum(r["is_watermarked"] for r in rows if not r["watermarked"])
         n = len(rows) // 2
-        print(f"\nflagged {tp}/{n} watermarked and {fp}/{n} clean samples at 1% FPR; key and pyramids in {args.out}/")
-        print(f"try: bitmark detect --key {args.out}/demo-key.json {args.out}/*.safetensors")
+        print(f"\nflagged {tp}/{n} watermarked and {fp}/{n} clean samples at 1% FPR, detected from the PNG files")
+        print(f"grid: {args.out}/demo-grid.png; try: bitmark detect --key {args.key or args.out + '/demo-key.json'} {args.out}")
     return EXIT_OK
 
 
@@ -267,7 +272,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.name == "null":
         from benchmarks.null_calibration import run
 
-        run(num=args.num, keys=args.keys, as_json=args.json)
+        run(num=args.num or 5000, keys=args.keys, as_json=args.json)
+        return EXIT_OK
+    if args.name == "recoverability":
+        from benchmarks.recoverability import run
+
+        run(data=args.data, num=args.num or 200, as_json=args.json)
         return EXIT_OK
     raise UsageError(f"unknown benchmark {args.name!r}")
 
@@ -322,8 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--json", action="store_true")
     g.set_defaults(func=cmd_generate)
 
-    m = sub.add_parser("demo", help="key -> watermarked sampling -> detection round trip")
-    m.add_argument("--out", default="demo-out", help="folder for the demo key and pyramids")
+    m = sub.add_parser("demo", help="key -> watermarked and clean samples as PNG -> detection from the files")
+    m.add_argument("--out", default="demo-out", help="folder for the demo key, PNGs and grid")
+    m.add_argument("--key", default=None, help="use this key file (default: make a fresh one in --out)")
+    m.add_argument("--data", default="photos", help="which shipped generator")
     m.add_argument("--num", type=int, default=16, help="samples of each kind")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--json", action="store_true")
@@ -349,15 +361,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--budget-minutes", type=float, default=None, help="stop (and checkpoint) after this long")
     t.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for small models here)")
-    t.add_argument("--cycle", type=float, default=0.0, help="tokenizer: weight of the round-trip loss")
+    t.add_argument("--cycle", type=float, default=1.0, help="tokenizer: weight of the round-trip hinge")
     t.add_argument("--tokenizer", default=None, help="generator: the tokenizer weights (default: the shipped one)")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_train)
 
     b = sub.add_parser("bench", help="run a benchmark: speed, or null (FPR of each rule and null for fixed keys)")
-    b.add_argument("name", choices=("speed", "null"))
+    b.add_argument("name", choices=("speed", "null", "recoverability"))
     b.add_argument("--repeats", type=int, default=5, help="speed: timing repeats (best is kept)")
-    b.add_argument("--num", type=int, default=5000, help="null: pyramids per source")
+    b.add_argument("--num", type=int, default=None, help="null: pyramids per source (5000); recoverability: samples of each kind (200)")
+    b.add_argument("--data", default="photos", help="recoverability: which shipped models")
     b.add_argument("--keys", type=int, default=8, help="null: fixed keys per arm")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench)

@@ -14,7 +14,7 @@ latent returns exactly that pyramid -- re-encoding can then only lose bits throu
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -29,9 +29,10 @@ from bitmark.images import fit
 class TokenizerConfig:
     schedule: tuple[int, ...] = (1, 2, 4, 8)  # token-grid sides, coarse to fine; the last is the latent grid
     d: int = 32  # bits per token
-    gain_ratio: float = 0.5  # gain of scale s is gain_ratio ** s
+    gain_ratio: float = 0.75  # gain of scale s is gain_ratio ** s (<= 0.5: re-quantisation is exact)
     channels: tuple[int, ...] = (0, 48, 96)  # widths at 32, 16, 8 px; 0 skips the full-resolution stage
     image_size: int = 32
+    skip: bool = True  # linear patch paths pixels <-> latent beside the conv nets (see Tokenizer)
 
     def __post_init__(self):
         self.schedule, self.channels = tuple(self.schedule), tuple(self.channels)
@@ -126,19 +127,41 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 
 class Tokenizer(nn.Module):
+    """Conv autoencoder + quantiser. With `skip`, a linear map from each latent cell to its pixel patch is
+    added to the decoder (and the transpose direction to the encoder). Without it the autoencoder is a
+    projector onto natural images: decoding a code the sampler perturbed and re-encoding it returns the
+    *unperturbed* bits, exactly the ones the watermark moved. The linear path keeps every code visible in
+    the pixels (measured: 8-19% of flipped bits came back without it, 69-89% with it)."""
+
     def __init__(self, cfg: TokenizerConfig):
         super().__init__()
         self.cfg = cfg
         self.encoder, self.decoder = _encoder(cfg), _decoder(cfg)
         self.quantizer = Quantizer(cfg)
+        patch = cfg.image_size // cfg.schedule[-1]
+        self.patch = patch
+        if cfg.skip:  # zero-initialised, so training starts from the plain autoencoder
+            self.encoder_skip = nn.Conv2d(3 * patch * patch, cfg.d, 1)
+            self.decoder_skip = nn.Conv2d(cfg.d, 3 * patch * patch, 1)
+            for layer in (self.encoder_skip, self.decoder_skip):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
+
+    def skip_parameters(self) -> list[nn.Parameter]:
+        return [*self.encoder_skip.parameters(), *self.decoder_skip.parameters()] if self.cfg.skip else []
 
     def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
         """[0, 1] images (B, 3, H, W) -> continuous latent (B, d, G, G)."""
-        return self.encoder(x * 2 - 1)
+        x = x * 2 - 1
+        z = self.encoder(x)
+        return z + self.encoder_skip(F.pixel_unshuffle(x, self.patch)) if self.cfg.skip else z
 
     def decode_latent(self, z: torch.Tensor) -> torch.Tensor:
         """Latent -> images in about [0, 1] (not clamped, so losses see the overshoot)."""
-        return (self.decoder(z) + 1) / 2
+        x = self.decoder(z)
+        if self.cfg.skip:
+            x = x + F.pixel_shuffle(self.decoder_skip(z), self.patch)
+        return (x + 1) / 2
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         zq, bits = self.quantizer.quantize(self.encode_latent(x))
@@ -161,6 +184,3 @@ class Tokenizer(nn.Module):
         fitted = [fit(np.asarray(im), self.cfg.image_size) for im in images]
         return to_uint8(self.decode_latent(self.encode_latent(to_unit(fitted))))
 
-
-def tokenizer_card_config(cfg: TokenizerConfig) -> dict:
-    return {**asdict(cfg), "bits_per_image": cfg.bits_per_image}

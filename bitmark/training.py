@@ -32,6 +32,7 @@ class TrainConfig:
     seed: int = 0
     budget_minutes: float | None = None  # stop early (and checkpoint) when this much wall time has passed
     checkpoint_every: int = 200
+    clip_grad: float | None = 1.0  # max gradient norm; None = no clipping
 
 
 def batch_generator(seed: int, step: int) -> torch.Generator:
@@ -70,7 +71,8 @@ def train(
             loss, metrics = loss_fn(model, step, batch_generator(cfg.seed, step))
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            if cfg.clip_grad is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
             opt.step()
             sched.step()
             step += 1

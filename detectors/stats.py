@@ -59,12 +59,6 @@ def neg_log10(log_p) -> np.ndarray:
     return -np.asarray(log_p, dtype=float) / LN10
 
 
-def z_threshold(fpr: float) -> float:
-    """The z above which a standard-normal null statistic falls with probability `fpr`."""
-    check_fpr(fpr)
-    return float(stats.norm.isf(fpr))
-
-
 def bonferroni(fpr: float, num_tests: int) -> float:
     """Per-test level that keeps the family-wise error rate at most `fpr` over `num_tests` tests."""
     check_fpr(fpr)
@@ -77,7 +71,3 @@ def check_fpr(fpr: float) -> None:
     if not 0.0 < fpr < 1.0:
         raise ValueError(f"a false-positive rate must lie strictly between 0 and 1, got {fpr!r}")
 
-
-def empirical_fpr(scores, threshold: float) -> float:
-    """Share of null scores strictly above a threshold."""
-    return float(np.mean(np.asarray(scores) > threshold))

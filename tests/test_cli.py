@@ -66,12 +66,17 @@ def test_detect_refuses_bad_keys_and_mismatches(tmp_path, key_file, capsys):
     assert e.value.code == 2
 
 
-def test_demo(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--num", "8", "--json"]) == 0
+def test_demo_from_png_files(tmp_path, capsys):
+    from benchmarks.null_calibration import fixed_key
+
+    key_path = fixed_key(3).save(tmp_path / "k.json")
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--num", "8", "--key", str(key_path), "--json"]) == 0
     rows = _json_lines(capsys.readouterr().out)
-    assert len(rows) == 16
-    assert all(r["is_watermarked"] == r["watermarked"] for r in rows)
-    assert (tmp_path / "demo" / "demo-key.json").exists()
+    assert len(rows) == 16 and (tmp_path / "demo" / "demo-grid.png").exists()
+    marked = [r["z_score"] for r in rows if r["watermarked"]]
+    clean = [r["z_score"] for r in rows if not r["watermarked"]]
+    assert min(marked) > max(clean) and not any(r["is_watermarked"] for r in rows if not r["watermarked"])
+    assert main(["detect", "--key", str(key_path), str(tmp_path / "demo" / "clean-00.png")]) == 0
 
 
 def test_console_script_runs_as_a_module(tmp_path):

@@ -29,13 +29,19 @@ def gen():
     return Generator(GeneratorConfig(CFG, num_classes=3, dim=64, depth=2, heads=4)).eval()
 
 
-def test_any_pyramid_requantises_to_itself(tok):
+def test_any_pyramid_requantises_to_itself():
     """Dyadic scales, nearest up / area down and halving gains: a coarse code outweighs all finer ones,
-    so the greedy quantiser recovers every pyramid from its own latent."""
+    so the greedy quantiser recovers every pyramid from its own latent. The shipped ratio 0.75 trades
+    that exactness for margin against pixel noise and still recovers nearly every bit."""
+    from bitmark.tokenizer import Quantizer
+
     g = torch.Generator().manual_seed(0)
-    pyramid = [torch.rand(16, s, s, CFG.d, generator=g) < 0.5 for s in CFG.schedule]
-    _, again = tok.quantizer.quantize(tok.quantizer.latent(pyramid))
-    assert all(torch.equal(a, b) for a, b in zip(pyramid, again))
+    pyramid = [torch.rand(64, s, s, CFG.d, generator=g) < 0.5 for s in CFG.schedule]
+    exact = Quantizer(TokenizerConfig(gain_ratio=0.5))
+    assert all(torch.equal(a, b) for a, b in zip(pyramid, exact.quantize(exact.latent(pyramid))[1]))
+    shipped = Quantizer(CFG)
+    again = shipped.quantize(shipped.latent(pyramid))[1]
+    assert sum(int((a == b).sum()) for a, b in zip(pyramid, again)) / sum(a.numel() for a in pyramid) > 0.99
 
 
 def test_encode_decode_shapes_and_any_input_size(tok):
