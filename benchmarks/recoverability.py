@@ -96,7 +96,7 @@ def generator_figures(gen, tok, num: int = 200, seed: int = 0, heldout: np.ndarr
     return result
 
 
-def quality_figures(gen, tok, clf, train: "ImageSet", heldout: np.ndarray, num: int = 200, seed: int = 0) -> dict:
+def quality_figures(gen, tok, clf, train, heldout: np.ndarray, num: int = 200, seed: int = 0) -> dict:
     """Frozen-classifier figures of `num` clean and `num` watermarked samples (classes round-robin):
     accuracy on the requested class, Fréchet distance and KID to held-out real crops, next to the same
     for `num` real training crops (the floor: what a perfect copy of the training data would score)."""

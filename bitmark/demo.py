@@ -14,7 +14,7 @@ from bitmark.keys import WatermarkKey
 
 log = logging.getLogger(__name__)
 
-def annotated_grid(images, labels: list[str], scale: int = 3, columns: int = 8) -> "Image.Image":
+def annotated_grid(images: np.ndarray, labels: list[str], scale: int = 3, columns: int = 8):
     """A PNG-ready grid of images (N, H, W, 3), each enlarged `scale` times with its label underneath."""
     from PIL import Image, ImageDraw
 

@@ -425,7 +425,7 @@ def test_command_line_options_build_the_encoder(fake, tmp_path):
 def test_image_detector_reads_images_through_the_encoder(fake, tmp_path):
     from detectors.image_detector import ImageDetector
 
-    with watermarked(WatermarkSampler(KEY), SCHEDULE, seed=4) as run:
+    with watermarked(WatermarkSampler(KEY), SCHEDULE, seed=4):
         _, idx, _ = generate(fake)
     enc = InfinityEncoder(ReplayVAE(idx, patch_size=16), SCHEDULE)
     for i in range(B):

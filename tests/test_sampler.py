@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from bitmark import GreenRule, PlainSampler, WatermarkConfig, WatermarkKey, WatermarkSampler
+from bitmark import GreenRule, PlainSampler, WatermarkKey, WatermarkSampler
 from bitmark.rules import contexts
 from bitmark.sampler import chain_fast, chain_loop
 from benchmarks.null_calibration import sample_pyramid
