@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
 import torch.nn.functional as F
 
 from bitmark.classifier import Classifier, ClassifierConfig, classifier_loss, to_tensor
@@ -52,8 +51,7 @@ def train_classifier(data: str, out: Path, cfg: TrainConfig, run_dir: Path) -> d
         "classes": list(held.classes),
         "config": vars(model.cfg),
         "trained_on": f"{data} held-out split ({len(held)} images)",
-        "command": _command(),
-        "machine": _machine(),
+        **_command_and_machine(),
         "train_config": vars(cfg),
         **summary,
         "metrics": {"accuracy_on_train_split": float(np.mean(pred == train_split.labels)), "n": len(train_split)},
@@ -211,7 +209,7 @@ def train_generator(data: str, out: Path, cfg: TrainConfig, run_dir: Path, token
     card = {
         "kind": "generator", "data": data, "classes": list(train_split.classes), "tokenizer": str(Path(tok_path).name),
         "config": {"dim": gen.cfg.dim, "depth": gen.cfg.depth, "heads": gen.cfg.heads, "num_classes": gen.cfg.num_classes},
-        "trained_on": f"{data} training split ({len(train_split)} images and their mirror images), bitwise self-correction",
+        "trained_on": f"{data} training split ({len(train_split)} images and their mirror images), teacher forcing",
         **_command_and_machine(), "train_config": vars(cfg), **summary,
         "metrics": generator_figures(gen, tok, heldout=heldout),
     }
