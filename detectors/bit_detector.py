@@ -188,23 +188,19 @@ class BitDetector:
         for s, bits in enumerate(pyramid):
             if self._scored(s):
                 per_scale[:, :, s] = self.scale_stats(self.cell_counts(bits, s), s)
-        scored, green, expected, variance = per_scale.sum(-1).numpy()
-        if self.weights is not None:
-            if len(self.weights) < num_scales:
-                raise ValueError(f"{len(self.weights)} scale weights for a pyramid of {num_scales} scales")
-            w = self.weights[:num_scales]
+        scored, green, expected, _ = per_scale.sum(-1).numpy()
+        if self.null == "binomial" and self.weights is None:
+            z = stats.binomial_z(green, scored)
+            log_p = stats.binomial_log_sf(green, scored)
+        else:  # normal tail of the (weighted) excess of green bits over the null's expectation
+            w = torch.ones(num_scales, dtype=torch.float64) if self.weights is None else self.weights[:num_scales]
+            if len(w) < num_scales:
+                raise ValueError(f"{len(w)} scale weights for a pyramid of {num_scales} scales")
             excess = ((per_scale[1] - per_scale[2]) * w).sum(-1).numpy()
             spread = (per_scale[3] * w**2).sum(-1).numpy()
             with np.errstate(divide="ignore", invalid="ignore"):
                 z = np.where(spread > 0, excess / np.sqrt(spread), 0.0)
             log_p = np.where(spread > 0, stats.normal_log_sf(z), 0.0)
-        elif self.null == "binomial":
-            z = stats.binomial_z(green, scored)
-            log_p = stats.binomial_log_sf(green, scored)
-        else:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                z = np.where(variance > 0, (green - expected) / np.sqrt(variance), 0.0)
-            log_p = np.where(variance > 0, stats.normal_log_sf(z), 0.0)
         with np.errstate(invalid="ignore", divide="ignore"):
             fraction = np.where(scored > 0, green / np.maximum(scored, 1), 0.0)
         return Detection(
@@ -230,7 +226,7 @@ def fit_prior(pyramids: Sequence[Sequence], n: int, smoothing: float = 1.0) -> l
     """P(bit = 1 | scale, j, context) of clean pyramids, pooled over positions and images: the prior of the
     self-normalised null. Key-independent (it needs only n); Laplace-smoothed."""
     tables = []
-    for s, scale in enumerate(zip(*[as_pyramid(p) for p in pyramids])):
+    for scale in zip(*[as_pyramid(p) for p in pyramids]):
         bits = torch.cat(scale)
         B, h, w, d = bits.shape
         flat = bits.reshape(B, h * w, d)
