@@ -195,6 +195,23 @@ def generator_loss(latents: torch.Tensor, labels: torch.Tensor, q, batch_size: i
     return loss_fn
 
 
+def fit_generator(
+    tok: Tokenizer, images: np.ndarray, labels: np.ndarray, num_classes: int, cfg: TrainConfig, run_dir: Path,
+    init: Generator | None = None, desc: str = "generator",
+) -> tuple[Generator, dict[str, Any]]:
+    """Train a generator on uint8 `images` and their mirror images by teacher forcing on `tok`'s codes:
+    from scratch (seeded by cfg.seed) or, with `init`, fine-tuning a copy of that model. Used by the
+    shipped recipe and by the benchmarks that retrain the generator (collapse, radioactivity)."""
+    latents = generator_batches(tok, images)
+    targets = torch.from_numpy(np.concatenate([labels, labels]).astype(np.int64))
+    torch.manual_seed(cfg.seed)
+    gen = Generator(GeneratorConfig(tok.cfg, num_classes=num_classes))
+    if init is not None:
+        gen.load_state_dict(init.state_dict())
+    summary = train(gen, generator_loss(latents, targets, tok.quantizer, cfg.batch_size), cfg, run_dir, desc=desc)
+    return gen, summary
+
+
 def train_generator(data: str, out: Path, cfg: TrainConfig, run_dir: Path, tokenizer: Path | None = None) -> dict[str, Any]:
     from benchmarks.recoverability import generator_figures
 
@@ -202,10 +219,7 @@ def train_generator(data: str, out: Path, cfg: TrainConfig, run_dir: Path, token
     tok = load_tokenizer(tok_path)
     heldout = load_dataset(data, "heldout").images
     train_split = load_dataset(data, "train")
-    latents = generator_batches(tok, train_split.images)
-    labels = torch.from_numpy(np.concatenate([train_split.labels, train_split.labels]))
-    gen = Generator(GeneratorConfig(tok.cfg, num_classes=len(train_split.classes)))
-    summary = train(gen, generator_loss(latents, labels, tok.quantizer, cfg.batch_size), cfg, run_dir, desc="generator")
+    gen, summary = fit_generator(tok, train_split.images, train_split.labels, len(train_split.classes), cfg, run_dir)
     card = {
         "kind": "generator", "data": data, "classes": list(train_split.classes), "tokenizer": str(Path(tok_path).name),
         "config": {"dim": gen.cfg.dim, "depth": gen.cfg.depth, "heads": gen.cfg.heads, "num_classes": gen.cfg.num_classes},
