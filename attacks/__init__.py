@@ -4,9 +4,10 @@
     attacks.names()                       # every registered attack
     attacks.get("jpeg", 50)(images)       # uint8 (B, H, W, 3) or list of PIL images in, same out
     attacks.parse("jpeg:50+crop:0.7")     # a chain
+    attacks.get("bitflip", 0.5, oracle=BitDetector(key).green_status)   # white-box: the key's oracle
 """
 
-from attacks import classical  # noqa: F401  (registers the classical attacks)
+from attacks import classical, regeneration, whitebox  # noqa: F401  (register their attacks)
 from attacks.base import REGISTRY, Attack, AttackError, Chain, get, names, parse
 
 __all__ = ["REGISTRY", "Attack", "AttackError", "Chain", "get", "names", "parse"]

@@ -2,9 +2,12 @@
 
 An attack is a small class: a `name`, a strength with a `unit` and a valid `range`, the `neutral` strength
 that leaves images unchanged (None when there is none, e.g. JPEG: even quality 100 alters pixels), a
-default `grid` of strengths for benchmarks, and `apply(image, rng)` on one PIL image. Calling an attack on a
-batch -- a uint8 array (B, H, W, 3) or a list of PIL images -- returns the same type; randomised attacks
-draw from a generator seeded by (seed, index in batch), so a batch is reproducible.
+default `grid` of strengths for benchmarks (mild to strong), and `apply(image, rng)` on one PIL image --
+or, for attacks that run a model and are faster on a whole batch, `apply_batch(images, seed)`. Calling an
+attack on a batch -- a uint8 array (B, H, W, 3) or a list of PIL images -- returns the same type;
+randomised attacks draw from generators seeded by (seed, index in batch), so a batch is reproducible.
+Extra arguments that an attack needs (a white-box attacker's green oracle, observed images) are keyword
+arguments of its constructor, passed through `get(name, strength, **options)`.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class Attack:
     grid: ClassVar[tuple[float, ...]]
     description: ClassVar[str] = ""
     changes_size: ClassVar[bool] = False
+    options: ClassVar[tuple[str, ...]] = ()  # keyword arguments of the constructor beyond the strength
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -51,6 +55,11 @@ class Attack:
     def apply(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
         raise NotImplementedError
 
+    def apply_batch(self, images: list[Image.Image], seed: int | Sequence[int]) -> list[Image.Image]:
+        """Attack RGB images; the default applies `apply` to each with generator (seed, index)."""
+        seed = [seed] if isinstance(seed, int) else list(seed)
+        return [self.apply(p, np.random.default_rng([*seed, i])) for i, p in enumerate(images)]
+
     def __call__(self, images, seed: int = 0):
         """Attack a batch: uint8 (B, H, W, 3) array -> same; list of PIL images -> list of PIL images."""
         as_array = isinstance(images, np.ndarray)
@@ -60,7 +69,7 @@ class Attack:
         if self.neutral is not None and self.strength == self.neutral:
             out = [p.copy() for p in pil]
         else:
-            out = [self.apply(p.convert("RGB"), np.random.default_rng([seed, i])) for i, p in enumerate(pil)]
+            out = self.apply_batch([p.convert("RGB") for p in pil], seed)
         return np.stack([np.asarray(p, dtype=np.uint8) for p in out]) if as_array else out
 
 
@@ -76,29 +85,31 @@ class Chain(Attack):
     def __repr__(self) -> str:
         return "+".join(repr(p) for p in self.parts)
 
-    def apply(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
-        for p in self.parts:
+    def apply_batch(self, images: list[Image.Image], seed: int | Sequence[int]) -> list[Image.Image]:
+        seed = [seed] if isinstance(seed, int) else list(seed)
+        for k, p in enumerate(self.parts):  # part k draws from (seed, k, index): parts are independent
             if p.neutral is None or p.strength != p.neutral:
-                image = p.apply(image, rng)
-        return image
+                images = p.apply_batch(images, [*seed, k])
+        return images
 
 
 def names() -> list[str]:
     return sorted(REGISTRY)
 
 
-def get(name: str, strength: float | None = None) -> Attack:
-    """An attack by name at a strength (default: the middle of its grid)."""
+def get(name: str, strength: float | None = None, **options) -> Attack:
+    """An attack by name at a strength (default: the middle of its grid); `options` go to its constructor."""
     cls = REGISTRY.get(name)
     if cls is None:
         raise AttackError(f"unknown attack {name!r}; known attacks: {', '.join(names())}")
     if strength is None:
         strength = cls.grid[len(cls.grid) // 2]
-    return cls(strength)
+    return cls(strength, **options)
 
 
-def parse(spec: str) -> Attack:
-    """`name:strength` or a chain `a:1+b:2`; a bare name takes its default strength."""
+def parse(spec: str, **options) -> Attack:
+    """`name:strength` or a chain `a:1+b:2`; a bare name takes its default strength. `options` go to
+    every part that accepts them (e.g. `oracle=` for the white-box attacks)."""
     parts = []
     for item in spec.split("+"):
         name, _, value = item.strip().partition(":")
@@ -106,7 +117,9 @@ def parse(spec: str) -> Attack:
             strength = float(value) if value else None
         except ValueError:
             raise AttackError(f"{item!r}: strength must be a number, as in jpeg:50") from None
-        parts.append(get(name, strength))
+        cls = REGISTRY.get(name.strip())
+        accepted = getattr(cls, "options", ()) if cls else ()
+        parts.append(get(name.strip(), strength, **{k: v for k, v in options.items() if k in accepted}))
     if not parts:
         raise AttackError("empty attack spec")
     return parts[0] if len(parts) == 1 else Chain(parts)

@@ -81,7 +81,7 @@ class Resize(Attack):
 
 class Rotate(Attack):
     name, unit, range, neutral = "rotate", "degrees", (0.0, 90.0), 0.0
-    grid = (5.0, 15.0, 45.0, 90.0)
+    grid = (5.0, 15.0, 30.0, 45.0)  # 90 is allowed, but on a square it is a lossless permutation, not "more"
     description = "rotate counter-clockwise about the centre, bilinear, corners filled with black"
 
     def apply(self, image, rng):

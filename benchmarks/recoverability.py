@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from benchmarks.metrics import psnr
 from bitmark.images import fit
 
 
@@ -45,11 +46,6 @@ def agreement(a: list[torch.Tensor], b: list[torch.Tensor]) -> dict:
         same_bits, bits = same_bits + int(eq.sum()), bits + eq.numel()
         same_tokens, tokens = same_tokens + int(eq.all(-1).sum()), tokens + eq[..., 0].numel()
     return {"bits": round(same_bits / bits, 4), "tokens": round(same_tokens / tokens, 4), "per_scale": per_scale}
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = ((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean(axis=(1, 2, 3))
-    return float(np.mean(10 * np.log10(255.0**2 / np.maximum(mse, 1e-10))))
 
 
 def tokenizer_figures(tok, heldout: np.ndarray) -> dict:

@@ -206,8 +206,16 @@ def cmd_attack(args: argparse.Namespace) -> int:
         return EXIT_OK
     if not args.spec or not args.inputs or not args.out:
         raise UsageError("give an attack SPEC, INPUT files or folders and --out DIR (or --list)")
+    options: dict[str, Any] = {}
+    if args.key:  # white-box attacks: the key holder's exact green oracle
+        from detectors import BitDetector
+
+        options["oracle"] = BitDetector(_load_key(args.key)).green_status
+    if args.observed:  # rule stealing: the watermarked images the attacker has seen
+        paths = list(iter_image_files([args.observed]))
+        options["observed"] = [load_image(p) for p in paths]
     try:
-        attack = attacks.parse(args.spec)
+        attack = attacks.parse(args.spec, **options)
     except attacks.AttackError as e:
         raise UsageError(str(e)) from e
     out = Path(args.out)
@@ -272,6 +280,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from benchmarks.null_calibration import run
 
         run(num=args.num or 5000, keys=args.keys, as_json=args.json)
+    elif args.name == "robustness":
+        from benchmarks import robustness
+
+        cfg = robustness.quick_config() if args.quick else robustness.Config()
+        if args.num:
+            cfg.num = args.num
+        if args.attacks:
+            cfg.attacks = [s.strip() for s in args.attacks.split(",") if s.strip()]
+        if not args.out:
+            raise UsageError("give --out DIR for the results")
+        result = robustness.run(Path(args.out), cfg)
+        print(json.dumps(result) if args.json else (Path(args.out) / "summary.md").read_text())
     else:
         from benchmarks.recoverability import run
 
@@ -344,11 +364,13 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", help="folder for attacked PNGs (same file names) and attacks.jsonl")
     a.add_argument("--list", action="store_true", help="list attacks with units, ranges and default grids")
     a.add_argument("--seed", type=int, default=0, help="seed of randomised attacks (image i uses seed + i)")
+    a.add_argument("--key", default=None, help="white-box attacks (bitflip, forge): the key whose green bits they see")
+    a.add_argument("--observed", default=None, help="rule stealing (steal_remove, steal_forge): folder of watermarked images")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_attack)
 
     t = sub.add_parser("train", help="train a shipped model (seeded, resumable, with a wall-time budget)")
-    t.add_argument("kind", choices=("tokenizer", "generator", "classifier"))
+    t.add_argument("kind", choices=("tokenizer", "generator", "classifier", "autoencoder"))
     t.add_argument("--data", required=True, help="photos, digits, or a folder of images (class = sub-folder)")
     t.add_argument("--out", default=None, help="weights path without suffix (default: bitmark/weights/DATA-KIND)")
     t.add_argument("--run-dir", default=None, help="checkpoint folder; an existing checkpoint is resumed")
@@ -363,12 +385,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_train)
 
-    b = sub.add_parser("bench", help="run a benchmark: speed, or null (FPR of each rule and null for fixed keys)")
-    b.add_argument("name", choices=("speed", "null", "recoverability"))
+    b = sub.add_parser("bench", help="run a benchmark: speed, null, recoverability, robustness")
+    b.add_argument("name", choices=("speed", "null", "recoverability", "robustness"))
     b.add_argument("--repeats", type=int, default=5, help="speed: timing repeats (best is kept)")
-    b.add_argument("--num", type=int, default=None, help="null: pyramids per source (5000); recoverability: samples of each kind (200)")
+    b.add_argument("--num", type=int, default=None, help="null: pyramids per source (5000); recoverability: samples of each kind (200); robustness: (500)")
     b.add_argument("--data", default="photos", help="recoverability: which shipped models")
     b.add_argument("--keys", type=int, default=8, help="null: fixed keys per arm")
+    b.add_argument("--quick", action="store_true", help="robustness: 64 images, the headline attacks, 2 deltas")
+    b.add_argument("--attacks", default=None, help="robustness: comma-separated specs (default: every grid)")
+    b.add_argument("--out", default=None, help="robustness: output folder (an unfinished run there resumes)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench)
     return p

@@ -104,14 +104,19 @@ class Generator(nn.Module):
         cfg_scale: float = 2.0,
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
+        prefix: list[torch.Tensor] | None = None,
     ) -> list[torch.Tensor]:
-        """A bit pyramid for each class index in `classes`, drawn scale by scale through `sampler`."""
+        """A bit pyramid for each class index in `classes`, drawn scale by scale through `sampler`;
+        with `prefix`, the first len(prefix) scales are those bits and only the finer ones are drawn
+        (the re-generation attack)."""
         sampler = sampler or PlainSampler()
         B = len(classes)
         both = torch.cat([classes, torch.full_like(classes, self.cfg.num_classes)])
-        bits: list[torch.Tensor] = []
-        start = 0
+        bits: list[torch.Tensor] = [b.bool() for b in prefix or []]
+        start = sum(self.cfg.lengths[: len(bits)])
         for s, side in enumerate(self.cfg.tokenizer.schedule):
+            if s < len(bits):
+                continue
             logits = self.forward([torch.cat([b, b]) for b in bits], both)[:, start : start + side * side]
             logits = (cfg_scale * logits[:B] + (1 - cfg_scale) * logits[B:]) / temperature
             drawn = sampler(logits, scale=s, grid=(side, side), generator=generator)

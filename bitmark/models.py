@@ -53,5 +53,13 @@ def load_classifier(data_or_path: str | Path = "photos"):
     return load_weights(path, Classifier(ClassifierConfig(**load_card(path)["config"])))
 
 
+def load_autoencoder(data_or_path: str | Path = "photos"):
+    """The independently trained autoencoder of the regeneration attack."""
+    from bitmark.autoencoder import Autoencoder, AutoencoderConfig
+
+    path = _path(data_or_path, "autoencoder")
+    return load_weights(path, Autoencoder(AutoencoderConfig(**load_card(path)["config"])))
+
+
 def classes(data_or_path: str | Path = "photos", kind: str = "generator") -> list[str]:
     return load_card(_path(data_or_path, kind))["classes"]

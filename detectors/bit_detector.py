@@ -221,6 +221,21 @@ class BitDetector:
 
     __call__ = detect
 
+    def green_status(self, pyramid: Sequence) -> list[torch.Tensor]:
+        """Per scale, int8 (B, h, w, d): +1 where a scored bit is green, -1 where it is red, 0 where it is
+        not scored. What a white-box attacker who holds the key sees (the oracle of `attacks.whitebox`)."""
+        out = []
+        for s, bits in enumerate(as_pyramid(pyramid)):
+            B, h, w, d = bits.shape
+            status = torch.zeros(B, h * w, d, dtype=torch.int8)
+            if self._scored(s):
+                flat = bits.reshape(B, h * w, d)
+                n = self.rule.n
+                green = self.rule.green_values(self.rule.table(s, h, w, d), contexts(flat, n)) == flat[..., n - 1 :]
+                status[..., n - 1 :] = green.to(torch.int8) * 2 - 1
+            out.append(status.view(B, h, w, d))
+        return out
+
 
 def fit_prior(pyramids: Sequence[Sequence], n: int, smoothing: float = 1.0) -> list[np.ndarray]:
     """P(bit = 1 | scale, j, context) of clean pyramids, pooled over positions and images: the prior of the

@@ -114,6 +114,17 @@ def test_attack_command(tmp_path, capsys):
     assert main(["attack", "jpg:50", str(src), "--out", str(tmp_path / "o2")]) == 2
 
 
+def test_white_box_attack_from_the_command_line(tmp_path, key_file, capsys):
+    """forge with the key's oracle turns a clean sample into one the detector flags."""
+    assert main(["generate", "--no-watermark", "--num", "2", "--out", str(tmp_path / "clean")]) == 0
+    assert main(["attack", "forge:1", str(tmp_path / "clean"), "--out", str(tmp_path / "forged")]) == 2
+    assert "oracle" in capsys.readouterr().err
+    assert main(["attack", "forge:1", str(tmp_path / "clean"), "--key", str(key_file), "--out", str(tmp_path / "forged")]) == 0
+    capsys.readouterr()
+    assert main(["detect", "--key", str(key_file), str(tmp_path / "forged"), "--json"]) == 0
+    assert all(r["is_watermarked"] for r in _json_lines(capsys.readouterr().out))
+
+
 def test_detect_with_infinity_encoder_needs_a_vae(tmp_path, key_file, capsys):
     from bitmark.images import save_png
 

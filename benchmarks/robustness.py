@@ -1,0 +1,364 @@
+"""Robustness and quality of the mark: `bitmark bench robustness [--quick] [--num N] [--attacks ...] --out DIR`.
+
+N watermarked samples per scheme and N clean samples of the shipped generator (same seeds and classes),
+plus N held-out real crops; every attack at every strength of its default grid is applied to all of them,
+and each scheme's detector scores the attacked images from pixels (re-encoded by the shipped tokenizer).
+
+* Schemes: our default (keyed-spatial, self-normalised null), the `keyed` rule (binomial null), the
+  published `bitmark-2025` rule (binomial null) -- all n = 2, δ = 2, fixed benchmark keys -- and, when
+  installed, invisible-watermark's post-hoc methods on 256² upscales of the clean samples (`baselines`).
+* Thresholds: the empirical (1 − FPR) quantile of the clean and real negatives *under the same attack*.
+  White-box attacks are the exception: an attacker launders only his own images, so their negatives
+  are the un-attacked ones. Forgery rows (`forge`, `steal_forge`) attack the clean samples, and report
+  the share of them the detector's own 1% test then flags (`forgery_success`) instead of a TPR.
+* Quality: the frozen classifier's Fréchet distance, KID and precision/recall of watermarked samples
+  at δ ∈ {0.5, 1, 2, 4}, clean samples, and a second clean draw (the noise floor), against held-out
+  real crops and against the clean samples; with the TPR after JPEG 75 at each δ.
+
+Rows are appended to results.csv as they finish, so an interrupted run resumes where it stopped (with
+the same configuration; a different one is refused).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import attacks
+from benchmarks import baselines
+from benchmarks.metrics import psnr, roc_auc, tpr_at_fpr
+from benchmarks.null_calibration import fixed_key
+from benchmarks.recoverability import agreement
+
+log = logging.getLogger(__name__)
+
+SCHEMES = {  # name -> (key number, rule); every key n = 2, δ = 2
+    "bitmark (keyed-spatial)": (0, "keyed-spatial"),
+    "keyed": (1, "keyed"),
+    "bitmark-2025": (2, "bitmark-2025"),
+}
+DEFAULT = "bitmark (keyed-spatial)"
+WHITE_BOX = ("bitflip", "forge", "steal_remove", "steal_forge")
+FORGERY = ("forge", "steal_forge")
+COMBINATION = "jpeg:50+crop:0.71+brightness:1.3"
+HEADLINE = ("none:0", "jpeg:75", "jpeg:50", "crop:0.75", "noise:0.05", "regen_autoencoder:1", "regen_scales:2", "bitflip:0.75")
+DELTAS = (0.5, 1.0, 2.0, 4.0)
+COLUMNS = (
+    "scheme", "attack", "strength", "spec", "n_pos", "n_neg", "tpr_at_1pct", "tpr_at_0.1pct", "auc",
+    "z_pos_mean", "z_neg_mean", "forgery_success", "bit_agreement", "psnr", "note",
+)
+
+
+@dataclass
+class Config:
+    num: int = 500  # watermarked samples per scheme
+    num_negatives: int | None = None  # clean samples and real crops each (default: num; real ones at most 950)
+    attacks: list[str] = field(default_factory=list)  # specs; empty = every attack at every grid strength
+    deltas: tuple[float, ...] = DELTAS
+    baseline_num: dict[str, int] = field(default_factory=lambda: {"dwtDctSvd": 500, "rivaGan": 32})  # images per
+    # class for the post-hoc baselines at 256²; RivaGAN decodes at ~1.2 s per image here, hence its small N
+    baseline_attacks: tuple[str, ...] = HEADLINE[:5]  # the pixel attacks it can take; model attacks run at 32²
+    seed: int = 0
+
+
+def default_specs() -> list[str]:
+    """Every registered attack at every strength of its default grid, then one combination."""
+    specs = [f"{name}:{s:g}" for name in attacks.names() for s in attacks.REGISTRY[name].grid]
+    return specs + [COMBINATION]
+
+
+def quick_config() -> Config:
+    """64 positives but 500 + 500 negatives: a TPR at 1% FPR needs at least 1,000 negatives (DESIGN §8)."""
+    return Config(num=64, num_negatives=500, attacks=list(HEADLINE), deltas=(1.0, 2.0), baseline_num={"dwtDctSvd": 32})
+
+
+class Bench:
+    """Images, pyramids and detectors shared by every row."""
+
+    def __init__(self, cfg: Config):
+        from bitmark.data import load_dataset
+        from bitmark.generate import sample_images
+        from bitmark.models import load_classifier, load_generator
+        from detectors import BitDetector
+
+        self.cfg = cfg
+        self.gen, self.tok = load_generator("photos")
+        self.clf = load_classifier("photos")
+        self.sample = lambda key, seed, n=cfg.num: sample_images(
+            self.gen, self.tok, torch.arange(n) % self.gen.cfg.num_classes, key=key, seed=seed, progress=False)[0]
+        negatives = cfg.num_negatives or cfg.num
+        heldout = load_dataset("photos", "heldout").images
+        self.real = heldout[np.random.default_rng(cfg.seed).permutation(len(heldout))[:negatives]]
+        self.clean = self.sample(None, cfg.seed, max(negatives, cfg.num))  # the first num share the positives' seeds
+        self.keys = {name: fixed_key(i, rule=rule) for name, (i, rule) in SCHEMES.items()}
+        self.detectors = {name: BitDetector(key) for name, key in self.keys.items()}
+        self.marked = {name: self.sample(key, cfg.seed) for name, key in tqdm(self.keys.items(), desc="sampling", leave=False)}
+        self._observed: dict[str, np.ndarray] = {}
+        self.pyramids = {name: self.tok.encode(x) for name, x in self.marked.items()}
+
+    def observed(self, scheme: str, n: int) -> np.ndarray:
+        """Watermarked samples the rule-stealing attacker sees (other seeds than the test images)."""
+        if len(self._observed.get(scheme, ())) < n:
+            self._observed[scheme] = self.sample(self.keys[scheme], self.cfg.seed + 1, n)
+        return self._observed[scheme]
+
+    def z(self, scheme: str, images: np.ndarray) -> np.ndarray:
+        return self.detectors[scheme].detect(self.tok.encode(images)).z_score
+
+
+def _row(scheme: str, spec: str, pos: np.ndarray, neg: np.ndarray, **extra: Any) -> dict[str, Any]:
+    name, _, strength = spec.partition(":") if "+" not in spec else (spec, "", "")
+    t1, t01 = tpr_at_fpr(pos, neg, 0.01), tpr_at_fpr(pos, neg, 0.001)
+    return {
+        "scheme": scheme, "attack": name, "strength": strength, "spec": spec, "n_pos": len(pos), "n_neg": len(neg),
+        "tpr_at_1pct": "n/a (needs >= 1k negatives)" if t1 is None else t1,
+        "tpr_at_0.1pct": "n/a (needs >= 10k negatives)" if t01 is None else t01,
+        "auc": roc_auc(pos, neg), "z_pos_mean": float(np.mean(pos)), "z_neg_mean": float(np.mean(neg)), **extra,
+    }
+
+
+def attack_rows(bench: Bench, spec: str) -> list[dict[str, Any]]:
+    """One row per scheme for one attack spec."""
+    name = spec.split(":")[0].split("+")[0]
+    seeds = {"pos": 11, "clean": 12, "real": 13}  # the same crops, noise, ... for every scheme's positives
+    rows = []
+    if name not in WHITE_BOX:
+        attack = attacks.parse(spec)
+        clean, real = attack(bench.clean, seed=seeds["clean"]), attack(bench.real, seed=seeds["real"])
+    for scheme, det in bench.detectors.items():
+        marked = bench.marked[scheme]
+        if name in WHITE_BOX:
+            options = {"oracle": det.green_status}
+            if name.startswith("steal"):
+                options = {"observed": bench.observed(scheme, int(float(spec.split(":")[1])))}
+            attack = attacks.parse(spec, **options)
+            clean, real = bench.clean, bench.real  # negatives un-attacked (see the module docstring)
+        neg = np.concatenate([bench.z(scheme, clean), bench.z(scheme, real)])
+        if name in FORGERY:
+            forged = attack(bench.clean, seed=seeds["clean"])
+            result = det.detect(bench.tok.encode(forged))
+            row = _row(scheme, spec, result.z_score, neg, forgery_success=float(result.is_watermarked.mean()),
+                       psnr=psnr(forged, bench.clean), note="positives = forged clean samples; success = flagged by the detector's own 1% test")
+            row["tpr_at_1pct"] = row["tpr_at_0.1pct"] = ""
+        else:
+            attacked = attack(marked, seed=seeds["pos"])
+            bits = bench.tok.encode(attacked)
+            z_pos = bench.detectors[scheme].detect(bits).z_score
+            row = _row(scheme, spec, z_pos, neg, bit_agreement=agreement(bench.pyramids[scheme], bits)["bits"],
+                       psnr=psnr(attacked, marked))
+        rows.append(row)
+    return rows
+
+
+def baseline_rows(bench: Bench, specs: list[str]) -> list[dict[str, Any]]:
+    """invisible-watermark on 256² upscales of the first n clean samples (negatives: those and n real)."""
+    rows = []
+    for method, n in bench.cfg.baseline_num.items():
+        n = min(n, len(bench.clean), len(bench.real))
+        clean, real = baselines.upscale(bench.clean[:n]), baselines.upscale(bench.real[:n])
+        scheme = f"invisible-watermark {method}"
+        post = baselines.PostHoc(method)
+        marked = post.embed(clean)
+        for spec in tqdm(specs, desc=scheme, leave=False):
+            attack = attacks.parse(spec)
+            attacked = attack(marked, seed=11)
+            neg = np.concatenate([post.score(attack(clean, seed=12)), post.score(attack(real, seed=13))])
+            rows.append(_row(scheme, spec, post.score(attacked), neg, psnr=psnr(attacked, marked),
+                             note=f"256x256 Lanczos upscales of {n} clean samples; {n} + {n} negatives"))
+    return rows
+
+
+def quality_rows(bench: Bench) -> list[dict[str, Any]]:
+    """Quality cost per δ (default rule) next to clean and the clean-vs-clean floor; TPR after JPEG 75."""
+    from bitmark.quality import (
+        frechet_distance,
+        kernel_inception_distance,
+        precision_recall_density_coverage,
+    )
+    from detectors import BitDetector
+
+    def features(images):
+        return bench.clf.embed(images)[0]
+
+    real_f, clean_f = features(bench.real), features(bench.clean[: bench.cfg.num])
+    floor_f = features(bench.sample(None, bench.cfg.seed + 2))
+    jpeg = attacks.get("jpeg", 75)
+    negatives = np.concatenate([bench.clean, bench.real])
+    sets = {"clean (second draw)": (floor_f, None)}
+    for delta in bench.cfg.deltas:
+        key = fixed_key(0, delta=delta)
+        images = bench.marked[DEFAULT] if delta == 2.0 else bench.sample(key, bench.cfg.seed)
+        sets[f"watermarked δ={delta:g}"] = (features(images), (key, images))
+    rows = []
+    for name, (f, marked) in sets.items():
+        kid, kid_std = kernel_inception_distance(f, real_f, subset_size=min(200, len(f)))
+        pr = precision_recall_density_coverage(real_f, f)
+        row = {"set": name, "fd_to_real": frechet_distance(f, real_f), "fd_to_clean": frechet_distance(f, clean_f),
+               "fd_clean_to_real": frechet_distance(clean_f, real_f), "kid_to_real": kid, "kid_std": kid_std,
+               "precision": pr["precision"], "recall": pr["recall"], "tpr_jpeg75": ""}
+        if marked is not None:
+            key, images = marked
+            det = BitDetector(key)
+            pos, neg = (det.detect(bench.tok.encode(jpeg(x, seed=12))).z_score for x in (images, negatives))
+            row["delta"] = key.config.delta
+            row["tpr_jpeg75"] = tpr_at_fpr(pos, neg, 0.01)
+        rows.append(row)
+    return rows
+
+
+def _read_done(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def run(out: Path, cfg: Config, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) the benchmark into `out`; returns the paths written and the wall time."""
+    torch.set_num_threads(1)
+    out.mkdir(parents=True, exist_ok=True)
+    specs = cfg.attacks or default_specs()
+    cfg_file = out / "config.json"
+    wanted = {**asdict(cfg), "attacks": specs, "deltas": list(cfg.deltas), "baseline_attacks": list(cfg.baseline_attacks)}
+    if cfg_file.exists() and json.loads(cfg_file.read_text()) != wanted:
+        raise ValueError(f"{out} holds a run with another configuration ({cfg_file}); use a new --out")
+    cfg_file.write_text(json.dumps(wanted, indent=2) + "\n")
+    start = time.time()
+    results = out / "results.csv"
+    done = {r["spec"] for r in _read_done(results)}
+    bench = Bench(cfg)
+    todo = [s for s in specs if s not in done]
+    with open(results, "a", newline="") as f:
+        writer = csv.DictWriter(f, COLUMNS, restval="")
+        if not done:
+            writer.writeheader()
+        for spec in tqdm(todo, desc="attacks", disable=not progress or None):
+            for row in attack_rows(bench, spec):
+                writer.writerow(row)
+            f.flush()
+        skipped = baselines.available()
+        if skipped:
+            log.warning("%s", skipped)
+        elif not any(r["scheme"].startswith("invisible") for r in _read_done(results)):
+            for row in baseline_rows(bench, [s for s in cfg.baseline_attacks if s in specs]):
+                writer.writerow(row)
+    quality = quality_rows(bench)
+    with open(out / "quality.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, list(quality[1].keys()), restval="")
+        writer.writeheader()
+        writer.writerows(quality)
+    rows = _read_done(results)
+    wall = time.time() - start
+    (out / "summary.md").write_text(summary(rows, quality, cfg, skipped, wall))
+    plots(rows, quality, out)
+    return {"out": str(out), "wall_s": round(wall, 1), "rows": len(rows), "baseline": skipped or "ran"}
+
+
+def _num(v: Any) -> float | None:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _fmt(v: Any) -> str:
+    x = _num(v)
+    return "–" if v in ("", None) else (f"{x:.3f}" if x is not None else str(v))
+
+
+def summary(rows: list[dict], quality: list[dict], cfg: Config, skipped: str | None, wall: float) -> str:
+    from benchmarks.speed import cpu_name
+
+    schemes = list(dict.fromkeys(r["scheme"] for r in rows))
+    by = {(r["scheme"], r["spec"]): r for r in rows}
+    neg = min(cfg.num_negatives or cfg.num, 950)
+    lines = [
+        "# Robustness and quality", "",
+        f"N = {cfg.num} watermarked samples per scheme, {max(neg, cfg.num)} clean samples (the first {cfg.num} with the "
+        f"positives' seeds and classes) and {neg} held-out real crops; thresholds from the clean + real negatives "
+        f"under the same attack; {wall / 60:.1f} min on {cpu_name()}, 1 thread (this run; a resumed run counts "
+        "its last part).", "",
+        "## TPR at 1% FPR (headline attacks)", "",
+        "| scheme | " + " | ".join(HEADLINE) + " |", "|---" * (len(HEADLINE) + 1) + "|",
+    ]
+    for s in schemes:
+        lines.append(f"| {s} | " + " | ".join(_fmt(by.get((s, h), {}).get("tpr_at_1pct", "")) for h in HEADLINE) + " |")
+    notes = {r["scheme"]: r["note"] for r in rows if r["scheme"].startswith("invisible")}
+    lines += ["", "`–`: not run for that scheme. invisible-watermark takes pixel attacks only, at 256² (the model "
+              "attacks run at the models' 32²): " + "; ".join(f"{k}: {v}" for k, v in notes.items())
+              if not skipped else f"invisible-watermark: {skipped}.", ""]
+    forgeries = [r for r in rows if r["attack"] in FORGERY]
+    if forgeries:
+        lines += ["## Forgery success (share of forged clean samples flagged by the detector's own 1% test)", "",
+                  "| scheme | attack | strength | success | PSNR |", "|---|---|---|---|---|"]
+        lines += [f"| {r['scheme']} | {r['attack']} | {r['strength']} | {_fmt(r['forgery_success'])} | {_fmt(r['psnr'])} |" for r in forgeries]
+        lines.append("")
+    lines += ["## Quality cost of the mark (frozen classifier features; default rule)", "",
+              "| set | FD to real | FD to clean | KID to real | precision | recall | TPR@1% after JPEG 75 |",
+              "|---|---|---|---|---|---|---|"]
+    for q in quality:
+        lines.append(f"| {q['set']} | {_fmt(q['fd_to_real'])} | {_fmt(q['fd_to_clean'])} | {_fmt(q['kid_to_real'])} | "
+                     f"{_fmt(q['precision'])} | {_fmt(q['recall'])} | {_fmt(q['tpr_jpeg75'])} |")
+    lines += ["", f"Clean samples: FD to real {_fmt(quality[0]['fd_clean_to_real'])}. The noise floor is the second clean "
+              "draw's FD to the clean samples.", "", "## Every row", "",
+              "| scheme | spec | TPR@1% | AUC | z pos | z neg | bit agreement | PSNR |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['scheme']} | {r['spec']} | {_fmt(r['tpr_at_1pct'] or r['forgery_success'])} | {_fmt(r['auc'])} | "
+                     f"{_fmt(r['z_pos_mean'])} | {_fmt(r['z_neg_mean'])} | {_fmt(r['bit_agreement'])} | {_fmt(r['psnr'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def plots(rows: list[dict], quality: list[dict], out: Path) -> None:
+    """robustness.png (TPR@1% against strength per attack) and quality.png (TPR after JPEG 75 vs FD cost)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed (pip install 'bitmark[plots]'); no plots")
+        return
+    curves = [r for r in rows if _num(r["strength"]) is not None and _num(r["tpr_at_1pct"]) is not None]
+    names = sorted({r["attack"] for r in curves if r["attack"] != "none"})
+    if not names:
+        log.warning("no TPR to plot (fewer than 1,000 negatives?)")
+        return
+    cols = 5
+    fig, axes = plt.subplots((len(names) + cols - 1) // cols, cols, figsize=(3.2 * cols, 2.4 * ((len(names) + cols - 1) // cols)), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        for scheme in dict.fromkeys(r["scheme"] for r in curves):
+            pts = sorted((float(r["strength"]), float(r["tpr_at_1pct"])) for r in curves if r["attack"] == name and r["scheme"] == scheme)
+            if pts:
+                ax.plot(*zip(*pts), marker="o", ms=3, label=scheme)
+        ax.set_title(f"{name} ({attacks.REGISTRY[name].unit})", fontsize=8)
+        ax.set_ylim(-0.05, 1.05)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=6)
+    fig.supylabel("TPR at 1% FPR")
+    fig.tight_layout()
+    fig.savefig(out / "robustness.png", dpi=80)
+    plt.close(fig)
+    marked = [q for q in quality if _num(q["tpr_jpeg75"]) is not None]
+    fig, ax = plt.subplots(figsize=(4.5, 3.5))
+    cost = [q["fd_to_clean"] for q in marked]
+    ax.plot(cost, [q["tpr_jpeg75"] for q in marked], marker="o")
+    for q, c in zip(marked, cost):
+        ax.annotate(f"δ={q['delta']:g}", (c, q["tpr_jpeg75"]), fontsize=8)
+    ax.axvline(quality[0]["fd_to_clean"], ls="--", c="grey", label="clean vs clean (noise floor)")
+    ax.set_xlabel("Fréchet distance to the clean samples")
+    ax.set_ylabel("TPR at 1% FPR after JPEG 75")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "quality.png", dpi=80)
+    plt.close(fig)
