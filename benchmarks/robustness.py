@@ -344,18 +344,20 @@ def plots(rows: list[dict], quality: list[dict], out: Path) -> None:
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=6)
+    handles = {label: h for ax in axes.flat for h, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(handles.values(), handles.keys(), loc="lower right", fontsize=8)
     fig.supylabel("TPR at 1% FPR")
     fig.tight_layout()
-    fig.savefig(out / "robustness.png", dpi=80)
+    fig.savefig(out / "robustness.png", dpi=70)
     plt.close(fig)
     marked = [q for q in quality if _num(q["tpr_jpeg75"]) is not None]
     fig, ax = plt.subplots(figsize=(4.5, 3.5))
-    cost = [q["fd_to_clean"] for q in marked]
-    ax.plot(cost, [q["tpr_jpeg75"] for q in marked], marker="o")
-    for q, c in zip(marked, cost):
-        ax.annotate(f"δ={q['delta']:g}", (c, q["tpr_jpeg75"]), fontsize=8)
-    ax.axvline(quality[0]["fd_to_clean"], ls="--", c="grey", label="clean vs clean (noise floor)")
+    cost, tpr = [float(q["fd_to_clean"]) for q in marked], [float(q["tpr_jpeg75"]) for q in marked]
+    ax.plot(cost, tpr, marker="o")
+    for q, c, t in zip(marked, cost, tpr):
+        ax.annotate(f"δ={float(q['delta']):g}", (c, t), fontsize=8)
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.axvline(float(quality[0]["fd_to_clean"]), ls="--", c="grey", label="clean vs clean (noise floor)")
     ax.set_xlabel("Fréchet distance to the clean samples")
     ax.set_ylabel("TPR at 1% FPR after JPEG 75")
     ax.legend(fontsize=7)

@@ -202,7 +202,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
         else:
             for r in rows:
                 lo, hi = r["range"]
-                print(f"{r['name']:12s} {r['unit']} {lo:g}..{hi:g}, grid {', '.join(f'{g:g}' for g in r['grid'])}: {r['description']}")
+                print(f"{r['name']:18s} {r['unit']} {lo:g}..{hi:g}, grid {', '.join(f'{g:g}' for g in r['grid'])}: {r['description']}")
         return EXIT_OK
     if not args.spec or not args.inputs or not args.out:
         raise UsageError("give an attack SPEC, INPUT files or folders and --out DIR (or --list)")
