@@ -137,6 +137,29 @@ def table(summary: dict, cfg: CollapseConfig, regime: str, toy: bool = False) ->
     return lines
 
 
+AT_T = ("kid", "precision", "recall", "coverage", "class_accuracy", "class_coverage", "class_entropy",
+        "memorization_ratio", "pool_synthetic_share", "own_flagged_share")
+
+
+def last_generation_table(rows: list[dict[str, Any]], cfg: CollapseConfig, regime: str) -> list[str]:
+    """The other §8 metrics at t = 0 (shared) and t = T, mean over seeds, one line per arm."""
+    head = "| arm | " + " | ".join(AT_T) + " |"
+    lines = [head, "|" + "---|" * (len(AT_T) + 1)]
+    first = [r for r in rows if r["regime"] == regime and r["arm"] == "none" and r["generation"] == 0]
+    if first:
+        lines.append("| t = 0 (all arms) | " + " | ".join(_f(_mean(first, m), 3) for m in AT_T) + " |")
+    for arm in cfg.arms_of(regime):
+        last = [r for r in rows if r["regime"] == regime and r["arm"] == arm and r["generation"] == cfg.generations]
+        if last:
+            lines.append(f"| {arm}, t = T | " + " | ".join(_f(_mean(last, m), 3) for m in AT_T) + " |")
+    return lines
+
+
+def _mean(rows: list[dict[str, Any]], metric: str) -> float:
+    v = np.array([float(r.get(metric, math.nan)) for r in rows])
+    return float(v[~np.isnan(v)].mean()) if (~np.isnan(v)).any() else math.nan
+
+
 def toy_lines(rows: list[dict[str, Any]], cfg: CollapseConfig) -> list[str]:
     """The toy Gaussian's check of the known behaviour, from its rows."""
     out = []
@@ -165,7 +188,8 @@ def summary_md(rows: list[dict[str, Any]], toy_rows: list[dict[str, Any]], cfg: 
               "the synthetic images reaching the filter that it kept (all generations). Real dropped: real images the "
               "filter threw away over all generations, per seed, and their share of the real images that reached it."), ""]
     for regime in cfg.regimes:
-        lines += [f"## {regime}", "", *table(s, cfg, regime), ""]
+        lines += [f"## {regime}", "", *table(s, cfg, regime), "", "Other metrics (mean over seeds):", "",
+                  *last_generation_table(rows, cfg, regime), ""]
     lines += ["## Closing note (computed from the rows above)", "", *closing(s, cfg), ""]
     if toy_rows:
         ts = cell_summary(toy_rows, toy_cfg)
@@ -191,8 +215,10 @@ def closing(s: dict, cfg: CollapseConfig) -> list[str]:
         for arm in (a for a in cfg.arms if a.startswith("watermark@")):
             if (regime, arm) in s:
                 a = s[(regime, arm)]
-                parts.append(f"{arm} {a['area']:.3f} (gap closed {_f(g.get(arm))}, synthetic leaked {_f(a['leak'], 3)}, "
-                             f"real thrown away {a['real_dropped']:.1f} per seed = {_f(a['real_dropped_share'], 3)} of the real)")
+                per_seed = [gap_closed(n, x, o) for n, x, o in zip(none["areas"], a["areas"], oracle["areas"])]
+                parts.append(f"{arm} {a['area']:.3f} (gap closed {_f(g.get(arm))}; per seed {', '.join(_f(v) for v in per_seed)}; "
+                             f"synthetic leaked {_f(a['leak'], 3)}, real thrown away {a['real_dropped']:.1f} per seed = "
+                             f"{_f(a['real_dropped_share'], 3)} of the real that reached the filter)")
         if g.get(wm) is None:
             parts.append("no gap to close: the oracle was not better than no filter here")
         out.append("; ".join(parts) + ".")
