@@ -104,6 +104,10 @@ def plot(path: Path, rows: list[dict[str, Any]], cfg: CollapseConfig, metrics=("
     fig.tight_layout()
     fig.savefig(path, dpi=72)
     plt.close(fig)
+    from PIL import Image
+
+    # a 128-colour palette keeps the figure small enough to commit (~40 KB)
+    Image.open(path).convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
     return path
 
 
@@ -116,12 +120,16 @@ def _f(v: Any, digits: int = 2) -> str:
 
 
 def _hits(hits: list) -> str:
-    return ", ".join("never" if h is None else str(h) for h in hits)
+    """Each seed's generation when few seeds; else how many seeds reached it and their median."""
+    if len(hits) <= 5:
+        return ", ".join("never" if h is None else str(h) for h in hits)
+    reached = [h for h in hits if h is not None]
+    return f"{len(reached)}/{len(hits)} seeds" + (f", median t = {np.median(reached):g}" if reached else "")
 
 
 def table(summary: dict, cfg: CollapseConfig, regime: str, toy: bool = False) -> list[str]:
     g = gaps(summary, regime)
-    head = "| arm | FD t=0 | FD t=T | excess area (± sd) | t to 2×FD₀ per seed | gap closed | synthetic leaked | real dropped (per seed, share) |"
+    head = "| arm | FD t=0 | FD t=T | excess area (± sd) | t to 2×FD₀ (per seed) | gap closed | synthetic leaked | real dropped (per seed, share) |"
     if not toy:
         head += " z own outputs t=0 → T |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]

@@ -34,18 +34,25 @@ def run(out: Path, preset: str = "full", seeds: int | None = None, generations: 
     out.mkdir(parents=True, exist_ok=True)
     _check_config(out / "config.json", cfg)
     start = time.time()
+    done_before = len(list((out / "cells" / BitmarkWorld.name).glob("*.csv")))
     toy_cfg = cfg.for_toy()
     toy_rows = sort_rows(run_world(lambda: GaussianWorld(toy_cfg), GaussianWorld.name, toy_cfg, out, progress=progress, resumable=False), toy_cfg)
     rows = sort_rows(run_world(lambda: BitmarkWorld(cfg, workdir=out), BitmarkWorld.name, cfg, out, progress=progress), cfg)
     wall = time.time() - start
+    ran = len(list((out / "cells" / BitmarkWorld.name).glob("*.csv"))) - done_before
+    with open(out / "invocations.jsonl", "a") as f:  # so that a report rebuilt later still states the run's time
+        f.write(json.dumps({"date": datetime.datetime.now().isoformat(timespec="seconds"), "wall_s": round(wall, 1),
+                            "cells_run": ran, "command": _command()}) + "\n")
+    invocations = [json.loads(line) for line in (out / "invocations.jsonl").read_text().splitlines() if line.strip()]
+    working = [i for i in invocations if i["cells_run"]]
     write_csv(out / "generations.csv", rows)
     write_csv(out / "toy_generations.csv", toy_rows)
     plot(out / "collapse.png", rows, cfg)
     cell_wall = sum(float(r.get("wall_s", 0) or 0) for r in rows)
     header = [
-        f"Command: `{_command()}`; date {datetime.date.today().isoformat()}; machine: {_machine()}.",
-        (f"Wall time of this invocation {wall / 60:.1f} min; the generations' own time summed over all cells "
-        f"(including cells finished by earlier, interrupted invocations) {cell_wall / 60:.1f} min."),
+        f"Report written by `{_command()}` on {datetime.date.today().isoformat()}; machine: {_machine()}.",
+        (f"Wall time of the invocations that ran cells: {_invocations(working)}; the generations' own time summed "
+         f"over all cells {cell_wall / 60:.1f} min."),
         "",
         (f"Configuration: T = {cfg.generations}, {cfg.seeds} seed(s); per generation a fine-tune of the previous "
         f"generation's model for {cfg.steps} steps × batch {cfg.batch_size} (lr {cfg.lr:g}, no warm-up, cosine to 10%), "
@@ -56,6 +63,12 @@ def run(out: Path, preset: str = "full", seeds: int | None = None, generations: 
     ]
     (out / "summary.md").write_text(summary_md(rows, toy_rows, cfg, toy_cfg, header))
     return {"out": str(out), "rows": len(rows), "toy_rows": len(toy_rows), "wall_s": round(wall, 1)}
+
+
+def _invocations(working: list[dict[str, Any]]) -> str:
+    total = sum(i["wall_s"] for i in working) / 60
+    each = "; ".join(f"`{i['command']}` at {i['date']}: {i['wall_s'] / 60:.1f} min, {i['cells_run']} cells" for i in working)
+    return f"{total:.1f} min ({each or 'none'})"
 
 
 def _check_config(path: Path, cfg: CollapseConfig) -> None:
