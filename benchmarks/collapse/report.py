@@ -18,8 +18,6 @@ from benchmarks.collapse.metrics import (
     generations_to_threshold,
 )
 
-ORDER = ("world", "regime", "arm", "seed", "generation")
-
 
 def sort_rows(rows: Iterable[dict[str, Any]], cfg: CollapseConfig) -> list[dict[str, Any]]:
     regimes, arms = list(cfg.regimes), list(cfg.arms)
