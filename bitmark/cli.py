@@ -299,6 +299,32 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------------------------------------- scan, collapse
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from detectors.scan import scan
+
+    key = _load_key(args.key)
+    encoder = _image_encoder(args)
+    try:
+        r = scan(key, args.inputs, args.out, fpr=args.fpr, keep_list=args.keep, limit=args.limit, encoder=encoder)
+    except (ConfigMismatch, ValueError) as e:
+        raise UsageError(str(e)) from e
+    print(json.dumps(r) if args.json else
+          f"{args.out}: {r['files']} files ({r['new']} new), {r['flagged']} flagged, {r['errors']} unreadable"
+          + (f", {r['remaining']} not yet scanned" if r["remaining"] else "") + (f"; keep list {args.keep}" if args.keep else ""))
+    return EXIT_UNREADABLE if r["errors"] else EXIT_OK
+
+
+def cmd_collapse(args: argparse.Namespace) -> int:
+    from benchmarks.collapse.run import run
+
+    r = run(Path(args.out), preset="quick" if args.quick else "full", seeds=args.seeds, generations=args.generations)
+    print(json.dumps(r) if args.json else f"wrote {args.out}/generations.csv, collapse.png, summary.md ({r['wall_s']:.0f} s)")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------------------------------- parser
 
 
@@ -396,6 +422,26 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default=None, help="robustness: output folder (an unfinished run there resumes)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench)
+
+    s = sub.add_parser("scan", help="scan image folders for a key's mark into a resumable JSONL manifest (+ keep list)")
+    s.add_argument("inputs", nargs="+", metavar="DIR")
+    s.add_argument("--key", required=True)
+    s.add_argument("--out", required=True, help="manifest (JSONL, appended; a rerun resumes where it stopped)")
+    s.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate (default 0.01)")
+    s.add_argument("--keep", default=None, help="write the files to keep (readable, not flagged) to this list")
+    s.add_argument("--limit", type=int, default=None, help="scan at most this many new files, then stop")
+    s.add_argument("--encoder", choices=("tokenizer",), default="tokenizer")
+    s.add_argument("--data", default="photos", help="which shipped tokenizer (or a weights path)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_scan)
+
+    c = sub.add_parser("collapse", help="the collapse loop: does filtering watermarked images slow model collapse?")
+    c.add_argument("--out", required=True, help="folder for generations.csv, collapse.png, summary.md (resumable)")
+    c.add_argument("--quick", action="store_true", help="a small configuration (under 5 minutes)")
+    c.add_argument("--seeds", type=int, default=None, help="override the preset's number of seeds")
+    c.add_argument("--generations", type=int, default=None, help="override the preset's T")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_collapse)
     return p
 
 

@@ -33,6 +33,7 @@ class TrainConfig:
     budget_minutes: float | None = None  # stop early (and checkpoint) when this much wall time has passed
     checkpoint_every: int = 200
     clip_grad: float | None = 1.0  # max gradient norm; None = no clipping
+    warmup: int = 100  # linear warm-up steps before the cosine decay (short fine-tunes use fewer)
 
 
 def batch_generator(seed: int, step: int) -> torch.Generator:
@@ -52,7 +53,7 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg.steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg.steps, cfg.warmup))
     ckpt = run_dir / "checkpoint.pt"
     step, wall = 0, 0.0
     if ckpt.exists():

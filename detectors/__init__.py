@@ -2,5 +2,6 @@
 
 from detectors.attribution import Attribution, attribute
 from detectors.bit_detector import NULLS, BitDetector, Detection
+from detectors.watermark_filter import FilterResult, WatermarkFilter
 
-__all__ = ["Attribution", "BitDetector", "Detection", "NULLS", "attribute"]
+__all__ = ["NULLS", "Attribution", "BitDetector", "Detection", "FilterResult", "WatermarkFilter", "attribute"]

@@ -1,0 +1,69 @@
+"""Keep or drop images by the watermark detector: what a data pipeline runs before training on a scrape.
+
+The filter works from pixels: images (arrays or files) are re-encoded by an encoder (the shipped
+tokenizer by default) and tested with `BitDetector` at the filter's FPR. An image is dropped when it is
+flagged; everything else -- real images, and synthetic ones whose mark did not survive -- is kept. Files
+that cannot be read are neither kept nor dropped: they are listed with their error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bitmark.keys import WatermarkKey
+from detectors.bit_detector import BitDetector
+from detectors.image_detector import Encoder, ImageDetector
+
+
+@dataclass(frozen=True)
+class FilterResult:
+    """The split of one collection: indices into it, and each item's z-score and p-value (NaN on error)."""
+
+    kept: np.ndarray
+    dropped: np.ndarray
+    z_score: np.ndarray
+    p_value: np.ndarray
+    errors: dict[int, str]
+
+    @property
+    def keep_mask(self) -> np.ndarray:
+        mask = np.zeros(len(self.z_score), dtype=bool)
+        mask[self.kept] = True
+        return mask
+
+
+class WatermarkFilter:
+    """Splits images into kept (not flagged at `fpr`) and dropped (flagged as carrying `key`'s mark)."""
+
+    def __init__(self, key: WatermarkKey, fpr: float = 0.01, encoder: Encoder | None = None, batch_size: int = 256):
+        if encoder is None:
+            from bitmark.models import load_tokenizer
+
+            encoder = load_tokenizer("photos")
+        self.fpr = fpr
+        self.detector = ImageDetector(encoder, BitDetector(key, fpr=fpr), batch_size=batch_size)
+
+    def split(self, images: np.ndarray | Sequence[np.ndarray]) -> FilterResult:
+        """uint8 RGB images (N, H, W, 3) or a list of arrays of any size."""
+        z, p = np.empty(len(images)), np.empty(len(images))
+        flagged = np.zeros(len(images), dtype=bool)
+        step = self.detector.batch_size
+        for i in range(0, len(images), step):
+            result = self.detector.detect(images[i : i + step])
+            z[i : i + step], p[i : i + step] = result.z_score, result.p_value
+            flagged[i : i + step] = result.is_watermarked
+        return FilterResult(np.flatnonzero(~flagged), np.flatnonzero(flagged), z, p, {})
+
+    def split_files(self, paths: Iterable[str | Path]) -> FilterResult:
+        """Image files, in order; an unreadable file gets an error and a NaN score."""
+        rows = list(self.detector.detect_files(paths))
+        errors = {i: r["error"] for i, r in enumerate(rows) if "error" in r}
+        z = np.array([np.nan if "error" in r else r["z_score"] for r in rows], dtype=float)
+        p = np.array([np.nan if "error" in r else r["p_value"] for r in rows], dtype=float)
+        flagged = np.array([bool(r.get("is_watermarked", False)) for r in rows], dtype=bool)
+        ok = np.array([i not in errors for i in range(len(rows))], dtype=bool)
+        return FilterResult(np.flatnonzero(ok & ~flagged), np.flatnonzero(flagged), z, p, errors)
