@@ -66,28 +66,27 @@ class _ModelAttack(Attack):
         return self.models.get(kind) or _shipped(kind)
 
 
-class TokenizerRoundTrip(_ModelAttack):
-    name, unit, range, neutral, grid = "regen_tokenizer", "round trips (continuous path)", (0.0, 8.0), 0.0, (1.0, 2.0, 4.0)
+class _RoundTrip(_ModelAttack):
+    """`strength` round trips through the `model("...")` named by `kind`, which has a `roundtrip` method."""
+
+    unit, range, neutral, grid = "round trips", (0.0, 8.0), 0.0, (1.0, 2.0, 4.0)
+    kind = "tokenizer"
+
+    def apply_batch(self, images, seed):
+        x = to_array(images)
+        for _ in range(int(self.strength)):
+            x = self.model(self.kind).roundtrip(x)
+        return back_to_sizes(np.asarray(x), images)
+
+
+class TokenizerRoundTrip(_RoundTrip):
+    name, unit, kind, options = "regen_tokenizer", "round trips (continuous path)", "tokenizer", ("tokenizer",)
     description = "encode and decode with the shipped tokenizer without quantisation, this many times"
-    options = ("tokenizer",)
-
-    def apply_batch(self, images, seed):
-        x = to_array(images)
-        for _ in range(int(self.strength)):
-            x = self.model("tokenizer").roundtrip(x)
-        return back_to_sizes(np.asarray(x), images)
 
 
-class AutoencoderRoundTrip(_ModelAttack):
-    name, unit, range, neutral, grid = "regen_autoencoder", "round trips", (0.0, 8.0), 0.0, (1.0, 2.0, 4.0)
+class AutoencoderRoundTrip(_RoundTrip):
+    name, kind, options = "regen_autoencoder", "autoencoder", ("autoencoder",)
     description = "round trips through the independently trained autoencoder (bitmark train autoencoder)"
-    options = ("autoencoder",)
-
-    def apply_batch(self, images, seed):
-        x = to_array(images)
-        for _ in range(int(self.strength)):
-            x = self.model("autoencoder").roundtrip(x)
-        return back_to_sizes(np.asarray(x), images)
 
 
 class Regenerate(_ModelAttack):
