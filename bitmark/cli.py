@@ -272,6 +272,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from benchmarks.null_calibration import run
 
         run(num=args.num or 5000, keys=args.keys, as_json=args.json)
+    elif args.name == "radioactivity":
+        from benchmarks.radioactivity import run
+
+        if not args.out:
+            raise UsageError("bench radioactivity needs --out DIR (finished arms there are reused)")
+        run(args.out, quick=args.quick, as_json=args.json, data=args.data)
     else:
         from benchmarks.recoverability import run
 
@@ -364,11 +370,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     b = sub.add_parser("bench", help="run a benchmark: speed, or null (FPR of each rule and null for fixed keys)")
-    b.add_argument("name", choices=("speed", "null", "recoverability"))
+    b.add_argument("name", choices=("speed", "null", "recoverability", "radioactivity"))
     b.add_argument("--repeats", type=int, default=5, help="speed: timing repeats (best is kept)")
     b.add_argument("--num", type=int, default=None, help="null: pyramids per source (5000); recoverability: samples of each kind (200)")
     b.add_argument("--data", default="photos", help="recoverability: which shipped models")
     b.add_argument("--keys", type=int, default=8, help="null: fixed keys per arm")
+    b.add_argument("--out", default=None, help="radioactivity: output folder (resumable)")
+    b.add_argument("--quick", action="store_true", help="radioactivity: 2 shares, short training (minutes)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench)
     return p
