@@ -219,12 +219,13 @@ if __name__ == "__main__":
     ap.add_argument("--finetune-steps", type=int, default=None)
     ap.add_argument("--shares", default=None, help="comma-separated shares, e.g. 1,0.1,0")
     ap.add_argument("--variants", default=None, help="comma-separated: scratch,finetune")
+    ap.add_argument("--seed", type=int, default=None, help="suspects' seed: training, real-pool order, marked subset")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     base = QUICK if a.quick else FULL
     changes = {k: v for k, v in {
-        "delta": a.delta, "scratch_steps": a.scratch_steps, "finetune_steps": a.finetune_steps,
+        "delta": a.delta, "seed": a.seed, "scratch_steps": a.scratch_steps, "finetune_steps": a.finetune_steps,
         "shares": a.shares and tuple(float(s) for s in a.shares.split(",")),
         "variants": a.variants and tuple(a.variants.split(",")),
     }.items() if v is not None}
