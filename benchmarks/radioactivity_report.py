@@ -178,7 +178,7 @@ def summary(plan, rows: list[dict], reference: dict, wall_s: float, machine: str
         lines.append(
             f"| {r['variant']} | {r['share']:.0%} | {r['n']} | {r['z_mean']:.3f} ± {r['z_std']:.2f} | "
             f"{_f(r['tpr_at_1pct_fpr'], 3)} | {'control' if control else _f(r['mw_p'], 3)} | {_f(r['mw_auc'], 3)} | "
-            f"{a} | {na} | {_f(r['key_z'])} ({_f(r['key_log10_p'], 1)}) | {_f(r['pair_shift_tau'], 3)} | "
+            f"{a} | {na} | {_f(r['key_z'])} ({_f(round(r['key_log10_p'], 1), 1)}) | {_f(r['pair_shift_tau'], 3)} | "
             f"{_n(r['n_to_convict_key'])} |"
         )
     lines += [
