@@ -292,6 +292,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
             raise UsageError("give --out DIR for the results")
         result = robustness.run(Path(args.out), cfg)
         print(json.dumps(result) if args.json else (Path(args.out) / "summary.md").read_text())
+    elif args.name == "radioactivity":
+        from benchmarks.radioactivity import run
+
+        if not args.out:
+            raise UsageError("bench radioactivity needs --out DIR (finished arms there are reused)")
+        run(args.out, quick=args.quick, as_json=args.json, data=args.data)
     else:
         from benchmarks.recoverability import run
 
@@ -411,15 +417,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_train)
 
-    b = sub.add_parser("bench", help="run a benchmark: speed, null, recoverability, robustness")
-    b.add_argument("name", choices=("speed", "null", "recoverability", "robustness"))
+    b = sub.add_parser("bench", help="run a benchmark: speed, null, recoverability, robustness, radioactivity")
+    b.add_argument("name", choices=("speed", "null", "recoverability", "robustness", "radioactivity"))
     b.add_argument("--repeats", type=int, default=5, help="speed: timing repeats (best is kept)")
     b.add_argument("--num", type=int, default=None, help="null: pyramids per source (5000); recoverability: samples of each kind (200); robustness: watermarked samples per scheme (500)")
     b.add_argument("--data", default="photos", help="recoverability: which shipped models")
     b.add_argument("--keys", type=int, default=8, help="null: fixed keys per arm")
-    b.add_argument("--quick", action="store_true", help="robustness: 64 positives, 500 + 500 negatives, the headline attacks, 2 deltas")
+    b.add_argument("--quick", action="store_true", help="robustness: 64 positives, 500 + 500 negatives, the headline attacks, 2 deltas; radioactivity: 2 shares, short training")
     b.add_argument("--attacks", default=None, help="robustness: comma-separated specs (default: every grid)")
-    b.add_argument("--out", default=None, help="robustness: output folder (an unfinished run there resumes)")
+    b.add_argument("--out", default=None, help="robustness, radioactivity: output folder (an unfinished run there resumes)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench)
 

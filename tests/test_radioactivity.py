@@ -1,0 +1,49 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks import radioactivity
+from bitmark.cli import main
+
+TINY = radioactivity.Plan(shares=(1.0, 0.0), scratch_steps=2, finetune_steps=2, num_samples=12, pool_size=20, other_keys=2)
+
+
+def test_mix_is_nested_and_keeps_the_size():
+    real, marked = np.zeros((10, 2, 2, 3), np.uint8), np.ones((10, 2, 2, 3), np.uint8)
+    order = np.random.default_rng(0).permutation(10)
+    small, k_small = radioactivity.mix(real, marked, 0.2, order)
+    large, k_large = radioactivity.mix(real, marked, 0.5, order)
+    assert (k_small, k_large) == (2, 5) and len(small) == len(large) == 10
+    assert set(np.flatnonzero(small[:, 0, 0, 0])) <= set(np.flatnonzero(large[:, 0, 0, 0]))
+    assert radioactivity.mix(real, marked, 0.0, order)[0].sum() == 0
+
+
+def test_smoke_run_writes_the_outputs_and_resumes(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(radioactivity, "QUICK", TINY)
+    assert main(["bench", "radioactivity", "--quick", "--out", str(tmp_path), "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [(r["variant"], r["share"]) for r in rows] == [("scratch", 1.0), ("scratch", 0.0), ("finetune", 1.0), ("finetune", 0.0)]
+    for name in ("radioactivity.csv", "scores.csv", "summary.md", "radioactivity.png", "plan.json"):
+        assert (tmp_path / name).stat().st_size > 0
+    with open(tmp_path / "radioactivity.csv") as f:
+        table = list(csv.DictReader(f))
+    for column in ("tpr_at_1pct_fpr", "mw_p", "combined_z", "n_to_convict", "z_scale_3_mean", "num_watermarked_train"):
+        assert column in table[0]
+    assert [int(r["num_watermarked_train"]) for r in table] == [20, 0, 20, 0]
+    assert table[1]["mw_p"] == "nan" and float(table[0]["mw_p"]) <= 1.0  # the control is not tested against itself
+    with open(tmp_path / "scores.csv") as f:
+        sources = [r["source"] for r in csv.DictReader(f)]
+    assert sources.count("suspect_output") == 4 * 12 and sources.count("real") == 20
+    assert "| finetune | 100% |" in (tmp_path / "summary.md").read_text()
+    # every arm finished: a second run loads them, and a run with another plan is refused
+    before = (tmp_path / "arms" / "scratch-100" / "scores.npz").stat().st_mtime_ns
+    radioactivity.run(tmp_path, plan=TINY, as_json=True)
+    assert (tmp_path / "arms" / "scratch-100" / "scores.npz").stat().st_mtime_ns == before
+    with pytest.raises(ValueError, match="another plan"):
+        radioactivity.run(tmp_path, plan=radioactivity.Plan(num_samples=3))
+
+
+def test_bench_radioactivity_needs_out():
+    assert main(["bench", "radioactivity", "--quick"]) == 2
