@@ -5,19 +5,15 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-
-def empirical_threshold(negatives: np.ndarray, fpr: float) -> float:
-    """The score a positive must exceed so that at most floor(fpr * n) negatives do (ties count as not exceeding)."""
-    neg = np.sort(np.asarray(negatives, np.float64))[::-1]
-    allowed = int(np.floor(fpr * len(neg)))
-    return float(neg[allowed]) if allowed < len(neg) else -np.inf
+from detectors.suspect import threshold_at_fpr
 
 
 def tpr_at_fpr(positives: np.ndarray, negatives: np.ndarray, fpr: float) -> float | None:
-    """TPR at the empirical threshold of `fpr`, or None when there are fewer than 10/fpr negatives (DESIGN §8)."""
+    """TPR at the empirical threshold of `fpr` (`detectors.suspect.threshold_at_fpr`), or None when there
+    are fewer than 10/fpr negatives (DESIGN §8)."""
     if len(negatives) < round(10 / fpr):
         return None
-    return float(np.mean(np.asarray(positives) > empirical_threshold(negatives, fpr)))
+    return float(np.mean(np.asarray(positives) > threshold_at_fpr(negatives, fpr)))
 
 
 def roc_auc(positives: np.ndarray, negatives: np.ndarray) -> float:

@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 
 from benchmarks import robustness
-from benchmarks.metrics import empirical_threshold, psnr, roc_auc, tpr_at_fpr
+from benchmarks.metrics import psnr, roc_auc, tpr_at_fpr
+from detectors.suspect import threshold_at_fpr
 
 
 def test_empirical_threshold_keeps_the_false_positive_rate():
     neg = np.arange(1000, dtype=float)  # scores 0..999
-    t = empirical_threshold(neg, 0.01)
+    t = threshold_at_fpr(neg, 0.01)
     assert np.mean(neg > t) == 0.01  # exactly 10 of 1000 negatives exceed it
     assert tpr_at_fpr(np.array([995.0, 980.0, 989.5]), neg, 0.01) == pytest.approx(2 / 3)
     assert tpr_at_fpr(np.ones(5), neg[:999], 0.01) is None  # 999 negatives are too few for 1%
