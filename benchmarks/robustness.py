@@ -7,6 +7,8 @@ and each scheme's detector scores the attacked images from pixels (re-encoded by
 * Schemes: our default (keyed-spatial, self-normalised null), the `keyed` rule (binomial null), the
   published `bitmark-2025` rule (binomial null) -- all n = 2, δ = 2, fixed benchmark keys -- and, when
   installed, invisible-watermark's post-hoc methods on 256² upscales of the clean samples (`baselines`).
+  With `realign`, also the default detector with the crop search of `detectors.realign` (slow: 140
+  encodings per image; pixel attacks only).
 * Thresholds: the empirical (1 − FPR) quantile of the clean and real negatives *under the same attack*.
   White-box attacks are the exception: an attacker launders only his own images, so their negatives
   are the un-attacked ones. Forgery rows (`forge`, `steal_forge`) attack the clean samples, and report
@@ -47,6 +49,7 @@ SCHEMES = {  # name -> (key number, rule); every key n = 2, δ = 2
     "bitmark-2025": (2, "bitmark-2025"),
 }
 DEFAULT = "bitmark (keyed-spatial)"
+REALIGNED = "bitmark (keyed-spatial) + crop search"
 WHITE_BOX = ("bitflip", "forge", "steal_remove", "steal_forge")
 FORGERY = ("forge", "steal_forge")
 COMBINATION = "jpeg:50+crop:0.71+brightness:1.3"
@@ -68,6 +71,8 @@ class Config:
     # class for the post-hoc baselines at 256²; RivaGAN decodes at ~1.2 s per image here, hence its small N
     baseline_attacks: tuple[str, ...] = HEADLINE[:5]  # the pixel attacks it can take; model attacks run at 32²
     seed: int = 0
+    schemes: list[str] = field(default_factory=lambda: list(SCHEMES))  # which bit schemes to run
+    realign: bool = False  # add the default scheme with the crop search (detectors.realign), pixel attacks only
 
 
 def default_specs() -> list[str]:
@@ -99,9 +104,19 @@ class Bench:
         heldout = load_dataset("photos", "heldout").images
         self.real = heldout[np.random.default_rng(cfg.seed).permutation(len(heldout))[:negatives]]
         self.clean = self.sample(None, cfg.seed, max(negatives, cfg.num))  # the first num share the positives' seeds
-        self.keys = {name: fixed_key(i, rule=rule) for name, (i, rule) in SCHEMES.items()}
+        unknown = set(cfg.schemes) - set(SCHEMES)
+        if unknown:
+            raise ValueError(f"unknown schemes {sorted(unknown)}; choose from {', '.join(SCHEMES)}")
+        self.keys = {name: fixed_key(SCHEMES[name][0], rule=SCHEMES[name][1]) for name in cfg.schemes}
         self.detectors = {name: BitDetector(key) for name, key in self.keys.items()}
         self.marked = {name: self.sample(key, cfg.seed) for name, key in tqdm(self.keys.items(), desc="sampling", leave=False)}
+        self.realigned = None
+        if cfg.realign:
+            from detectors.realign import RealigningDetector
+
+            if DEFAULT not in self.keys:
+                raise ValueError("the crop search runs on the default scheme: keep it in `schemes`")
+            self.realigned = RealigningDetector(self.tok, self.detectors[DEFAULT])
         self._observed: dict[str, np.ndarray] = {}
         self.pyramids = {name: self.tok.encode(x) for name, x in self.marked.items()}
 
@@ -156,6 +171,11 @@ def attack_rows(bench: Bench, spec: str) -> list[dict[str, Any]]:
             row = _row(scheme, spec, z_pos, neg, bit_agreement=agreement(bench.pyramids[scheme], bits)["bits"],
                        psnr=psnr(attacked, marked))
         rows.append(row)
+    if bench.realigned is not None and name not in WHITE_BOX:
+        marked = attack(bench.marked[DEFAULT], seed=seeds["pos"])
+        scores = [bench.realigned.detect(x).z_score for x in (marked, clean, real)]
+        rows.append(_row(REALIGNED, spec, scores[0], np.concatenate(scores[1:]),
+                         note=f"best of {len(bench.realigned.boxes)} crop boxes; scores are the best box's z"))
     return rows
 
 

@@ -114,7 +114,14 @@ def cmd_detect(args: argparse.Namespace) -> int:
             continue
         rows.extend({"path": path, "index": i, **row} for i, row in enumerate(result.rows()))
     if image_files:
-        images = ImageDetector(_image_encoder(args), detector)
+        if args.realign:
+            from detectors.realign import RealigningDetector
+
+            if args.encoder != "tokenizer":
+                raise UsageError("--realign works with the shipped tokenizer's fixed image size only")
+            images = RealigningDetector(_image_encoder(args), detector)
+        else:
+            images = ImageDetector(_image_encoder(args), detector)
         rows.extend(r if "error" in r else {"index": 0, **r} for r in images.detect_files(image_files))
     unreadable = sum("error" in r for r in rows)
     if not args.json:
@@ -288,6 +295,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
             cfg.num = args.num
         if args.attacks:
             cfg.attacks = [s.strip() for s in args.attacks.split(",") if s.strip()]
+        if args.schemes:
+            cfg.schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
+        cfg.num_negatives = args.negatives or cfg.num_negatives
+        cfg.realign = args.realign
+        if args.no_baselines:
+            cfg.baseline_num = {}
         if not args.out:
             raise UsageError("give --out DIR for the results")
         result = robustness.run(Path(args.out), cfg)
@@ -362,6 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--encoder", choices=("tokenizer", "infinity"), default="tokenizer",
                    help="what reads image INPUTs into bits: the shipped tokenizer (default) or Infinity's VAE")
     d.add_argument("--data", default="photos", help="tokenizer: which shipped tokenizer (or a weights path)")
+    d.add_argument("--realign", action="store_true",
+                   help="also try undoing centre crops (140 boxes; p-values Bonferroni-corrected): finds cropped marks, costs some JPEG robustness")
     from bitmark.adapters.infinity import add_cli_arguments
 
     add_cli_arguments(d)
@@ -425,6 +440,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--keys", type=int, default=8, help="null: fixed keys per arm")
     b.add_argument("--quick", action="store_true", help="robustness: 64 positives, 500 + 500 negatives, the headline attacks, 2 deltas; radioactivity: 2 shares, short training")
     b.add_argument("--attacks", default=None, help="robustness: comma-separated specs (default: every grid)")
+    b.add_argument("--schemes", default=None, help="robustness: comma-separated bit schemes (default: all three)")
+    b.add_argument("--negatives", type=int, default=None, help="robustness: clean samples and real crops each (default: --num)")
+    b.add_argument("--realign", action="store_true", help="robustness: add the default detector with the crop search")
+    b.add_argument("--no-baselines", action="store_true", help="robustness: skip invisible-watermark even when installed")
     b.add_argument("--out", default=None, help="robustness, radioactivity: output folder (an unfinished run there resumes)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench)
