@@ -7,16 +7,10 @@ import attacks
 from benchmarks.null_calibration import fixed_key
 from benchmarks.metrics import psnr
 from bitmark.generate import sample_images
-from bitmark.models import load_generator
 from detectors import BitDetector
 
 KEY = fixed_key(0)
 DETECTOR = BitDetector(KEY)
-
-
-@pytest.fixture(scope="module")
-def models():
-    return load_generator("photos")
 
 
 @pytest.fixture(scope="module")

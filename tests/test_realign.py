@@ -8,16 +8,10 @@ import attacks
 from benchmarks.null_calibration import fixed_key
 from bitmark.data import load_dataset
 from bitmark.generate import sample_images
-from bitmark.models import load_generator
 from detectors import BitDetector
 from detectors.realign import RealigningDetector, crop_boxes, undo_crop
 
 KEY = fixed_key(0)
-
-
-@pytest.fixture(scope="module")
-def models():
-    return load_generator("photos")
 
 
 @pytest.fixture(scope="module")
