@@ -1,25 +1,26 @@
-"""Detection metrics from scores of positives and negatives: pure functions (DESIGN §8)."""
+"""Benchmark metrics beyond the detector's own statistics (DESIGN §8): pure functions.
+
+Empirical thresholds, TPRs and the Mann–Whitney AUC live in `detectors.suspect`; this adds the
+benchmarks' rule for reporting a TPR and the PSNR of attacked images.
+"""
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
-from detectors.suspect import threshold_at_fpr
+from detectors import suspect
 
 
 def tpr_at_fpr(positives: np.ndarray, negatives: np.ndarray, fpr: float) -> float | None:
-    """TPR at the empirical threshold of `fpr` (`detectors.suspect.threshold_at_fpr`), or None when there
-    are fewer than 10/fpr negatives (DESIGN §8)."""
+    """`detectors.suspect.tpr_at_fpr`, or None when there are fewer than 10/fpr negatives (DESIGN §8)."""
     if len(negatives) < round(10 / fpr):
         return None
-    return float(np.mean(np.asarray(positives) > threshold_at_fpr(negatives, fpr)))
+    return suspect.tpr_at_fpr(positives, negatives, fpr)[0]
 
 
 def roc_auc(positives: np.ndarray, negatives: np.ndarray) -> float:
-    """P(positive score > negative score) + P(tie)/2, from the Mann-Whitney U statistic."""
-    u = stats.mannwhitneyu(positives, negatives, alternative="two-sided").statistic
-    return float(u / (len(positives) * len(negatives)))
+    """P(positive score > negative score) + P(tie)/2: the AUC of `detectors.suspect.mann_whitney_greater`."""
+    return suspect.mann_whitney_greater(positives, negatives)[1]
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -64,19 +64,19 @@ class RealigningDetector(ImageDetector):
         self.boxes = crop_boxes(self.size, min_fraction, offsets, jitter)
 
     def detect_with_boxes(self, images: Sequence[np.ndarray]) -> tuple[Detection, list[Box]]:
-        fitted = [fit(np.asarray(im), self.size) for im in images]
-        best: list[int] = []
-        results: list[Detection] = []
-        for im in fitted:
-            result = self.bits.detect(self.encoder.encode([undo_crop(im, b) for b in self.boxes]))
-            i = int(np.argmax(result.log10_p))
-            best.append(i)
-            results.append(_take(result, i))
-        if not results:
+        if len(images) == 0:
             raise ValueError("no images to detect")
-        merged = _concat(results)
-        log10_p = np.maximum(0.0, merged.log10_p - math.log10(len(self.boxes)))  # -log10 min(1, H p)
-        corrected = replace(merged, p_value=10.0**-log10_p, log10_p=log10_p,
+        H, step = len(self.boxes), 16  # 16 images = 2,240 candidates per encoder call
+        parts, best = [], []
+        for i in range(0, len(images), step):
+            chunk = [fit(np.asarray(im), self.size) for im in images[i : i + step]]
+            every = self.bits.detect(self.encoder.encode([undo_crop(im, b) for im in chunk for b in self.boxes]))
+            pick = every.log10_p.reshape(len(chunk), H).argmax(1)  # image-major: H results per image
+            parts.append(_rows(every, np.arange(len(chunk)) * H + pick))
+            best += pick.tolist()
+        picked = replace(parts[0], **{k: np.concatenate([vars(p)[k] for p in parts]) for k in _arrays(parts[0])})
+        log10_p = np.maximum(0.0, picked.log10_p - math.log10(H))  # -log10 min(1, H p)
+        corrected = replace(picked, p_value=10.0**-log10_p, log10_p=log10_p,
                             is_watermarked=log10_p >= -math.log10(self.bits.fpr))
         return corrected, [self.boxes[i] for i in best]
 
@@ -84,10 +84,9 @@ class RealigningDetector(ImageDetector):
         return self.detect_with_boxes(images)[0]
 
 
-def _take(d: Detection, i: int) -> Detection:
-    return replace(d, **{k: v[i : i + 1] for k, v in vars(d).items() if isinstance(v, np.ndarray)})
+def _arrays(d: Detection) -> list[str]:
+    return [k for k, v in vars(d).items() if isinstance(v, np.ndarray)]
 
 
-def _concat(ds: list[Detection]) -> Detection:
-    first = ds[0]
-    return replace(first, **{k: np.concatenate([vars(d)[k] for d in ds]) for k, v in vars(first).items() if isinstance(v, np.ndarray)})
+def _rows(d: Detection, rows: np.ndarray) -> Detection:
+    return replace(d, **{k: vars(d)[k][rows] for k in _arrays(d)})
