@@ -326,10 +326,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
     key = _load_key(args.key)
     encoder = _image_encoder(args)
-    try:
-        r = scan(key, args.inputs, args.out, fpr=args.fpr, keep_list=args.keep, limit=args.limit, encoder=encoder)
-    except (ConfigMismatch, ValueError) as e:
-        raise UsageError(str(e)) from e
+    r = scan(key, args.inputs, args.out, fpr=args.fpr, keep_list=args.keep, limit=args.limit, encoder=encoder)
     print(json.dumps(r) if args.json else
           f"{args.out}: {r['files']} files ({r['new']} new), {r['flagged']} flagged, {r['errors']} unreadable"
           + (f", {r['remaining']} not yet scanned" if r["remaining"] else "") + (f"; keep list {args.keep}" if args.keep else ""))

@@ -36,11 +36,12 @@ def kernel_inception_distance(a: np.ndarray, b: np.ndarray, subsets: int = 20, s
 
 
 def _kth_neighbour_radius(x: np.ndarray, k: int) -> np.ndarray:
-    dist = _pairwise(x, x)
+    dist = pairwise_distances(x, x)
     return np.sort(dist, axis=1)[:, k]  # column 0 is the point itself
 
 
-def _pairwise(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def pairwise_distances(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Euclidean distances (len(x), len(y)) between the rows of two arrays."""
     sq = (x * x).sum(1)[:, None] + (y * y).sum(1)[None, :] - 2 * x @ y.T
     return np.sqrt(np.maximum(sq, 0.0))
 
@@ -49,7 +50,7 @@ def precision_recall_density_coverage(real: np.ndarray, fake: np.ndarray, k: int
     """k-NN manifold estimates: precision/recall (Kynkäänniemi et al.), density/coverage (Naeem et al.)."""
     real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
     r_real, r_fake = _kth_neighbour_radius(real, k), _kth_neighbour_radius(fake, k)
-    d = _pairwise(real, fake)  # (R, F)
+    d = pairwise_distances(real, fake)  # (R, F)
     inside_real = d <= r_real[:, None]
     return {
         "precision": float(inside_real.any(0).mean()),

@@ -11,17 +11,16 @@ from benchmarks.null_calibration import fixed_key
 from bitmark.cli import main
 from bitmark.generate import sample_images
 from bitmark.images import save_png
-from bitmark.models import load_generator
 from detectors.scan import read_manifest, scan
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
+def folder(tmp_path_factory, models):
     """3 watermarked samples, 5 real-looking clean images (held-out crops) and one corrupt file."""
     from bitmark.data import load_dataset
 
     root = tmp_path_factory.mktemp("scrape")
-    gen, tok = load_generator("photos")
+    gen, tok = models
     marked, _ = sample_images(gen, tok, torch.arange(3), key=fixed_key(0), seed=1, progress=False)
     for i, im in enumerate(marked):
         save_png(root / f"a-marked-{i}.png", im)

@@ -8,13 +8,12 @@ import torch
 from benchmarks.null_calibration import fixed_key
 from bitmark.generate import sample_images
 from bitmark.images import save_png
-from bitmark.models import load_generator
 from detectors import WatermarkFilter
 
 
 @pytest.fixture(scope="module")
-def samples():
-    gen, tok = load_generator("photos")
+def samples(models):
+    gen, tok = models
     classes = torch.arange(6) % gen.cfg.num_classes
     marked, _ = sample_images(gen, tok, classes, key=fixed_key(0), seed=3, progress=False)
     clean, _ = sample_images(gen, tok, classes, key=None, seed=3, progress=False)
@@ -23,7 +22,7 @@ def samples():
 
 def test_split_drops_watermarked_and_keeps_clean(samples):
     tok, marked, clean = samples
-    result = WatermarkFilter(fixed_key(0), fpr=0.01, encoder=tok).split(np.concatenate([marked, clean]))
+    result = WatermarkFilter(fixed_key(0), fpr=0.01, encoder=tok, batch_size=5).split(np.concatenate([marked, clean]))
     assert result.dropped.tolist() == list(range(6))  # z of marked samples is ~20; the 1% cut is z ~ 2.3
     assert result.kept.tolist() == list(range(6, 12))
     assert (result.z_score[:6] > 10).all() and (np.abs(result.z_score[6:]) < 4).all()

@@ -23,6 +23,8 @@ import numpy as np
 
 from benchmarks.collapse.batch import Batch
 from benchmarks.collapse.config import MATCHED_ARMS, watermark_fpr
+from benchmarks.collapse.metrics import nearest_distance
+from bitmark.quality import pairwise_distances
 
 
 @dataclass
@@ -62,21 +64,14 @@ def farthest_points(candidates: np.ndarray, reference: np.ndarray | None, k: int
     Without a reference the first pick is the candidate farthest from the candidates' mean."""
     x = np.asarray(candidates, np.float64).reshape(len(candidates), -1)
     if reference is not None and len(reference):
-        r = np.asarray(reference, np.float64).reshape(len(reference), -1)
-        nearest = np.full(len(x), np.inf)
-        for i in range(0, len(r), 1024):
-            nearest = np.minimum(nearest, _dist(x, r[i : i + 1024]).min(1))
+        nearest = nearest_distance(x, np.asarray(reference, np.float64).reshape(len(reference), -1))
     else:
         nearest = np.sqrt(((x - x.mean(0)) ** 2).sum(1))
     chosen = []
     for _ in range(k):
         j = int(np.argmax(nearest))
         chosen.append(j)
-        nearest = np.minimum(nearest, _dist(x, x[j : j + 1])[:, 0])
+        nearest = np.minimum(nearest, pairwise_distances(x, x[j : j + 1])[:, 0])
         nearest[chosen] = -np.inf
     return np.array(chosen, dtype=np.int64)
 
-
-def _dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
-    return np.sqrt(np.maximum(sq, 0.0))

@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 
+from bitmark.quality import pairwise_distances
+
 
 def class_coverage(predicted: np.ndarray, num_classes: int) -> float:
     """Share of classes that receive at least half of a uniform share (1 / 2K) of the predictions: a class
@@ -26,9 +28,7 @@ def nearest_distance(a: np.ndarray, b: np.ndarray, chunk: int = 1024) -> np.ndar
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     best = np.full(len(a), np.inf)
     for i in range(0, len(b), chunk):
-        y = b[i : i + chunk]
-        sq = (a * a).sum(1)[:, None] + (y * y).sum(1)[None, :] - 2 * a @ y.T
-        best = np.minimum(best, np.sqrt(np.maximum(sq, 0.0)).min(1))
+        best = np.minimum(best, pairwise_distances(a, b[i : i + chunk]).min(1))
     return best
 
 

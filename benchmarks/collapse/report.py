@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 
 from benchmarks.collapse.config import CollapseConfig
-from benchmarks.collapse.loop import write_rows
 from benchmarks.collapse.metrics import (
     excess_area,
     gap_closed,
@@ -22,10 +21,6 @@ from benchmarks.collapse.metrics import (
 def sort_rows(rows: Iterable[dict[str, Any]], cfg: CollapseConfig) -> list[dict[str, Any]]:
     regimes, arms = list(cfg.regimes), list(cfg.arms)
     return sorted(rows, key=lambda r: (r["world"], regimes.index(r["regime"]), arms.index(r["arm"]), r["seed"], r["generation"]))
-
-
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    write_rows(path, rows)
 
 
 def curves(rows: list[dict[str, Any]], metric: str) -> dict[tuple[str, str], dict[int, np.ndarray]]:

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 
 from benchmarks.collapse.config import PRESETS, CollapseConfig
-from benchmarks.collapse.loop import run_world
-from benchmarks.collapse.report import plot, sort_rows, summary_md, write_csv
+from benchmarks.collapse.loop import run_world, write_rows
+from benchmarks.collapse.report import plot, sort_rows, summary_md
 from benchmarks.collapse.toy import GaussianWorld
 from benchmarks.collapse.world import BitmarkWorld
 
@@ -24,12 +24,11 @@ log = logging.getLogger(__name__)
 
 
 def run(out: Path, preset: str = "full", seeds: int | None = None, generations: int | None = None,
-        cfg: CollapseConfig | None = None, progress: bool = True) -> dict[str, Any]:
+        progress: bool = True) -> dict[str, Any]:
     from bitmark.recipes import _command, _machine
 
     torch.set_num_threads(1)
-    cfg = cfg or PRESETS[preset]
-    cfg = replace(cfg, **{k: v for k, v in (("seeds", seeds), ("generations", generations)) if v is not None})
+    cfg = replace(PRESETS[preset], **{k: v for k, v in (("seeds", seeds), ("generations", generations)) if v is not None})
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _check_config(out / "config.json", cfg)
@@ -45,8 +44,8 @@ def run(out: Path, preset: str = "full", seeds: int | None = None, generations: 
                             "cells_run": ran, "command": _command()}) + "\n")
     invocations = [json.loads(line) for line in (out / "invocations.jsonl").read_text().splitlines() if line.strip()]
     working = [i for i in invocations if i["cells_run"]]
-    write_csv(out / "generations.csv", rows)
-    write_csv(out / "toy_generations.csv", toy_rows)
+    write_rows(out / "generations.csv", rows)
+    write_rows(out / "toy_generations.csv", toy_rows)
     plot(out / "collapse.png", rows, cfg)
     cell_wall = sum(float(r.get("wall_s", 0) or 0) for r in rows)
     header = [

@@ -22,6 +22,7 @@ from scipy import stats
 
 from benchmarks.collapse.batch import Batch
 from benchmarks.collapse.config import CollapseConfig
+from benchmarks.collapse.loop import step_seed
 
 
 class GaussianWorld:
@@ -46,7 +47,7 @@ class GaussianWorld:
     def generation_zero(self, seed: int):
         real = self.real(seed, 10**6, self.cfg.samples)  # generation 0: fitted to real data
         model, _ = self.fit(None, real, seed)
-        samples = self.sample(model, self.cfg.samples, 1000 * seed)
+        samples = self.sample(model, self.cfg.samples, step_seed(seed, 0))
         return model, samples, self.measure(model, samples, real)
 
     def flagged(self, batch: Batch, fpr: float) -> np.ndarray:

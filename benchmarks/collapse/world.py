@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from benchmarks.collapse.batch import Batch
 from benchmarks.collapse.config import CollapseConfig
+from benchmarks.collapse.loop import step_seed
 from benchmarks.collapse.metrics import (
     class_coverage,
     class_entropy,
@@ -118,7 +119,7 @@ class BitmarkWorld:
             n = len(self.train) if self.cfg.gen0_pool is None else self.cfg.gen0_pool
             pick = np.random.default_rng(0).permutation(len(self.train))[:n]
             self._train_pool = Batch(self.train.images[pick], self.train.labels[pick], np.zeros(n, dtype=bool))
-        samples = self.sample(self.gen0, self.cfg.samples, seed=1000 * seed)
+        samples = self.sample(self.gen0, self.cfg.samples, seed=step_seed(seed, 0))
         return self.gen0, samples, self.measure(self.gen0, samples, self._train_pool)
 
     # ------------------------------------------------------------------ what the filters see
@@ -154,6 +155,7 @@ class BitmarkWorld:
         )
 
         feats, pred = self.clf.embed(samples.items)
+        samples.features = feats  # the next generation's pool may hold these samples: embed them once
         held = self.heldout_features
         kid, _ = kernel_inception_distance(feats, held, subsets=10, subset_size=min(100, len(feats)))
         prdc = precision_recall_density_coverage(held, feats, k=5)
