@@ -54,6 +54,7 @@ class Plan:
     other_keys: int = 200  # unrelated keys run on every arm's outputs: the null spread of this model's mean z
     seed: int = 1  # suspects' training seed (the shipped generator was trained with seed 0)
     sample_seed: int = 7
+    data: str = "photos"  # the shipped models and held-out crops the run uses
 
 
 FULL = Plan()
@@ -73,29 +74,31 @@ def mix(real: np.ndarray, marked: np.ndarray, share: float, order: np.ndarray) -
     return images, k
 
 
-def score(tok, images: np.ndarray, key, other_keys: list) -> dict[str, np.ndarray]:
-    """The owner's detector on PNG round trips of `images`: z, -log10 p, z per scale; and the mean z of
-    the batch under each unrelated key."""
+def score(tok, images: np.ndarray, owner, per_scale: list, others: list) -> dict[str, np.ndarray]:
+    """The owner's detector on PNG round trips of `images`: z, -log10 p, z per scale (`per_scale`: the
+    owner's detector restricted to each scale); and the mean z of the batch under each unrelated key's
+    detector in `others`."""
     from benchmarks.recoverability import png_round_trip
-    from detectors import BitDetector
 
     bits = tok.encode(png_round_trip(images))
-    det = BitDetector(key, fpr=0.01).detect(bits)
+    det = owner.detect(bits)
     out = {"z": det.z_score, "log10_p": det.log10_p}
-    for s in range(len(bits)):
-        out[f"z_scale_{s}"] = BitDetector(key, scales=(s,)).detect(bits).z_score
-    out["other_key_mean_z"] = np.array([BitDetector(k).detect(bits).z_score.mean() for k in other_keys])
+    for s, d in enumerate(per_scale):
+        out[f"z_scale_{s}"] = d.detect(bits).z_score
+    out["other_key_mean_z"] = np.array([d.detect(bits).z_score.mean() for d in others])
     return out
 
 
 class Experiment:
     """The shared material of a run (models, real pool, watermarked pool, keys) and its arms."""
 
-    def __init__(self, out: Path, plan: Plan, data: str = "photos"):
+    def __init__(self, out: Path, plan: Plan):
         from benchmarks.null_calibration import fixed_key
         from bitmark.data import load_dataset
         from bitmark.models import load_generator
+        from detectors import BitDetector
 
+        data = plan.data
         self.out, self.plan = Path(out), plan
         self.out.mkdir(parents=True, exist_ok=True)
         self._check_plan()
@@ -105,7 +108,9 @@ class Experiment:
         pick = np.random.default_rng(plan.seed).permutation(len(held))[:n]
         self.real, self.labels, self.classes = held.images[pick], held.labels[pick], held.classes
         self.key = fixed_key(plan.key_index, delta=plan.delta)
-        self.other_keys = [fixed_key(10_000 + i, delta=plan.delta) for i in range(plan.other_keys)]
+        self.owner = BitDetector(self.key, fpr=0.01)  # detectors built once: their green tables are cached
+        self.per_scale = [BitDetector(self.key, scales=(s,)) for s in range(len(self.tok.cfg.schedule))]
+        self.others = [BitDetector(fixed_key(10_000 + i, delta=plan.delta)) for i in range(plan.other_keys)]
         self.order = np.random.default_rng(plan.seed + 1).permutation(n)
         self.marked = self._watermarked_pool()
 
@@ -133,15 +138,15 @@ class Experiment:
         """The owner's detector on the real pool and on the watermarked pool (the training material itself)."""
         path = self.out / "reference.npz"
         if not path.exists():
-            real = score(self.tok, self.real, self.key, [])
-            marked = score(self.tok, self.marked, self.key, [])
+            real = score(self.tok, self.real, self.owner, self.per_scale, [])
+            marked = score(self.tok, self.marked, self.owner, self.per_scale, [])
             _save_npz(path, {**{f"real/{k}": v for k, v in real.items()}, **{f"marked/{k}": v for k, v in marked.items()}})
         data = np.load(path)
         return {src: {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith(src + "/")} for src in ("real", "marked")}
 
     def arm(self, variant: str, share: float) -> dict:
         """Train (or load) one suspect, sample it without the watermark and score its outputs."""
-        from bitmark.generate import sample_images
+        from bitmark.generate import class_indices, sample_images
         from bitmark.recipes import fit_generator
         from bitmark.training import TrainConfig, save_weights
 
@@ -160,12 +165,10 @@ class Experiment:
                                      cfg=cfg, run_dir=arm_dir / "train", init=None if scratch else self.shipped,
                                      desc=arm_name(variant, share))
         t0 = time.time()
-        classes = torch.arange(plan.num_samples) % len(self.classes)
+        classes = class_indices(plan.num_samples, list(self.classes), None)
         samples, sampled_bits = sample_images(gen, self.tok, classes, key=None, seed=plan.sample_seed, progress=False)
-        from detectors import BitDetector
-
-        scores = score(self.tok, samples, self.key, self.other_keys)
-        scores["z_sampled"] = BitDetector(self.key).detect(sampled_bits).z_score
+        scores = score(self.tok, samples, self.owner, self.per_scale, self.others)
+        scores["z_sampled"] = self.owner.detect(sampled_bits).z_score
         scores["class"] = classes.numpy()
         info = {
             "variant": variant, "share": share, "num_train": len(images), "num_watermarked_train": k,
@@ -193,9 +196,9 @@ def run(out: str | Path, quick: bool = False, as_json: bool = False, plan: Plan 
     from benchmarks import radioactivity_report as report
 
     torch.set_num_threads(1)
-    plan = plan or (QUICK if quick else FULL)
+    plan = dataclasses.replace(plan or (QUICK if quick else FULL), data=data)
     t0 = time.time()
-    exp = Experiment(Path(out), plan, data)
+    exp = Experiment(Path(out), plan)
     arms = []
     todo = [(v, s) for v in plan.variants for s in plan.shares]
     for variant, share in tqdm(todo, desc="radioactivity arms", disable=None):

@@ -15,30 +15,29 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.metrics import tpr_at_fpr
 from detectors import suspect
 
 FPR = 0.01
 
 
-def _calibration(control: np.ndarray) -> tuple[float, float]:
-    return float(control.mean()), float(control.std(ddof=1))
-
-
-def arm_row(arm: dict, control: np.ndarray | None, real: np.ndarray, num_scales: int) -> dict:
-    """Every figure of one arm against its variant's control (None: no control arm, real crops calibrate)."""
+def arm_row(arm: dict, control_scores: dict | None, real: np.ndarray, num_scales: int) -> dict:
+    """Every figure of one arm against its variant's control arm's scores (None: no control arm, the real
+    crops calibrate)."""
     sc = arm["scores"]
     z = sc["z"]
+    control = None if control_scores is None else control_scores["z"]
     ref = control if control is not None else real
-    mu0, sigma0 = _calibration(ref)
+    mu0, sigma0 = float(ref.mean()), float(ref.std(ddof=1))
     negatives = np.concatenate([real] + ([control] if control is not None else []))
     row = {k: arm[k] for k in ("variant", "share", "num_train", "num_watermarked_train", "train_steps", "train_lr",
                                "train_wall_s", "sample_and_score_wall_s", "final_bce")}
     row.update(n=len(z), z_mean=float(z.mean()), z_std=float(z.std(ddof=1)), z_sampled_mean=float(sc["z_sampled"].mean()))
-    enough = len(negatives) >= 10 / FPR  # DESIGN §8: a TPR at FPR f needs at least 10 / f negatives
-    tpr, threshold = suspect.tpr_at_fpr(z, negatives, FPR)
-    row.update(num_negatives=len(negatives), threshold_1pct=threshold, tpr_at_1pct_fpr=tpr if enough else math.nan,
+    tpr = tpr_at_fpr(z, negatives, FPR)  # None below 10 / FPR negatives (DESIGN §8)
+    row.update(num_negatives=len(negatives), threshold_1pct=suspect.threshold_at_fpr(negatives, FPR),
+               tpr_at_1pct_fpr=math.nan if tpr is None else tpr,
                flagged_at_analytic_1pct=float(np.mean(sc["log10_p"] >= 2)))
-    is_control = control is not None and arm["share"] == 0
+    is_control = arm["share"] == 0
     if control is not None and not is_control:
         row["mw_p"], row["mw_auc"] = suspect.mann_whitney_greater(z, control)
     else:
@@ -70,7 +69,7 @@ def arm_row(arm: dict, control: np.ndarray | None, real: np.ndarray, num_scales:
     for s in range(num_scales):
         zs, name = sc[f"z_scale_{s}"], f"z_scale_{s}"
         row[f"{name}_mean"] = float(zs.mean())
-        row[f"{name}_mw_p"] = (suspect.mann_whitney_greater(zs, arm["control_scores"][name])[0]
+        row[f"{name}_mw_p"] = (suspect.mann_whitney_greater(zs, control_scores[name])[0]
                                if control is not None and not is_control and zs.std() > 0 else math.nan)
     return row
 
@@ -80,8 +79,7 @@ def rows_for(arms: list[dict], real: np.ndarray) -> list[dict]:
     rows = []
     for arm in arms:
         ctrl = next((a for a in arms if a["variant"] == arm["variant"] and a["share"] == 0), None)
-        arm = {**arm, "control_scores": ctrl["scores"] if ctrl else None}
-        rows.append(arm_row(arm, ctrl["scores"]["z"] if ctrl else None, real, num_scales))
+        rows.append(arm_row(arm, ctrl["scores"] if ctrl else None, real, num_scales))
     return rows
 
 
@@ -224,15 +222,13 @@ def summary(plan, rows: list[dict], reference: dict, wall_s: float, machine: str
 
 
 def write(out: Path, plan, arms: list[dict], reference: dict, wall_s: float) -> dict:
-    import torch
-
-    from benchmarks.speed import cpu_name
+    from bitmark.recipes import _machine
 
     real = reference["real"]["z"]
     rows = rows_for(arms, real)
     write_csv(out / "radioactivity.csv", rows)
     write_scores(out / "scores.csv", arms, reference)
     plot(out / "radioactivity.png", arms, real)
-    machine = f"{cpu_name()}, {torch.get_num_threads()} thread(s), torch {torch.__version__}"
+    machine = _machine()
     (out / "summary.md").write_text(summary(plan, rows, reference, wall_s, machine))
     return {"rows": rows, "wall_s": round(wall_s, 1), "machine": machine}
