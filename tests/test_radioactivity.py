@@ -47,3 +47,24 @@ def test_smoke_run_writes_the_outputs_and_resumes(tmp_path, monkeypatch, capsys)
 
 def test_bench_radioactivity_needs_out():
     assert main(["bench", "radioactivity", "--quick"]) == 2
+
+
+def test_report_rows_on_synthetic_arms():
+    """The per-arm figures with enough negatives for a TPR: a shifted arm against its 0% control."""
+    from benchmarks.radioactivity_report import rows_for
+
+    rng = np.random.default_rng(0)
+
+    def arm(share, shift):
+        z = rng.normal(shift, 1.0, 600)
+        scores = {"z": z, "log10_p": np.zeros(600), "z_sampled": z, "z_scale_0": z, "z_scale_1": z,
+                  "other_key_mean_z": rng.normal(0, 0.06, 50)}
+        return {"variant": "scratch", "share": share, "num_train": 950, "num_watermarked_train": round(950 * share),
+                "train_steps": 1, "train_lr": 1e-3, "train_wall_s": 1.0, "sample_and_score_wall_s": 1.0,
+                "final_bce": 0.5, "scores": scores}
+
+    marked, control = rows_for([arm(1.0, 3.0), arm(0.0, 0.0)], real=rng.normal(0, 1, 950))
+    assert marked["num_negatives"] == 1550 and 0.5 < marked["tpr_at_1pct_fpr"] <= 1.0
+    assert control["tpr_at_1pct_fpr"] < 0.05 and np.isnan(control["mw_p"]) and marked["mw_p"] < 1e-10
+    assert marked["n_to_convict_lo"] <= marked["n_to_convict"] <= marked["n_to_convict_hi"] < 10
+    assert marked["key_z"] > 10 and np.isnan(control["z_scale_0_mw_p"]) and marked["z_scale_0_mw_p"] < 1e-10
