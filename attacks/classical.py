@@ -10,7 +10,7 @@ import io
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
-from attacks.base import Attack
+from bitmark.attacks.base import Attack
 
 
 class Identity(Attack):

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from attacks.base import Attack, AttackError
+from bitmark.attacks.base import Attack, AttackError
 
 
 @functools.cache

@@ -1,7 +1,7 @@
 """White-box attacks on the bit pyramid (DESIGN §7): the attacker knows the tokenizer and a green oracle.
 
 An *oracle* is a function pyramid -> per scale an int8 tensor (B, h, w, d) of +1 (green), -1 (red) or 0
-(unknown / not scored). Who holds the key gets the exact one, `detectors.BitDetector(key).green_status`;
+(unknown / not scored). Who holds the key gets the exact one, `bitmark.detectors.BitDetector(key).green_status`;
 an attacker without it estimates one from watermarked images (`StolenRule`). Attacks never import keys.
 
 * `bitflip`      -- Bit-Flipper removal: re-encode, flip each green bit with probability `strength`, decode;
@@ -21,8 +21,13 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from attacks.base import Attack, AttackError
-from attacks.regeneration import _shipped, back_to_sizes, to_array, torch_generator
+from bitmark.attacks.base import Attack, AttackError
+from bitmark.attacks.regeneration import (
+    _shipped,
+    back_to_sizes,
+    to_array,
+    torch_generator,
+)
 
 Oracle = Callable[[list[torch.Tensor]], list[torch.Tensor]]
 
@@ -51,7 +56,7 @@ class StolenRule:
     """
 
     def __init__(self, observed: Sequence[torch.Tensor], n: int = 2, z_min: float = 2.0, reference: Sequence[torch.Tensor] | None = None):
-        from bitmark.rules import contexts
+        from bitmark.core.rules import contexts
 
         self.n, self._contexts, self.tables = n, contexts, []
         S = 1 << (n - 1)
@@ -103,7 +108,7 @@ class _PyramidAttack(Attack):
         if oracle is None:
             raise AttackError(
                 f"{self.name} is a white-box attack: give oracle=, a function pyramid -> per-scale +1 green / "
-                "-1 red / 0 unscored, e.g. detectors.BitDetector(key).green_status (CLI: --key KEY.json)"
+                "-1 red / 0 unscored, e.g. bitmark.detectors.BitDetector(key).green_status (CLI: --key KEY.json)"
             )
         self.oracle, self.tokenizer = oracle, tokenizer
 

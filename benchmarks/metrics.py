@@ -1,6 +1,6 @@
 """Benchmark metrics beyond the detector's own statistics (DESIGN §8): pure functions.
 
-Empirical thresholds, TPRs and the Mann–Whitney AUC live in `detectors.suspect`; this adds the
+Empirical thresholds, TPRs and the Mann–Whitney AUC live in `bitmark.detectors.suspect`; this adds the
 benchmarks' rule for reporting a TPR and the PSNR of attacked images.
 """
 
@@ -8,22 +8,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from detectors import suspect
+from bitmark.detectors import suspect
 
 
 def tpr_at_fpr(positives: np.ndarray, negatives: np.ndarray, fpr: float) -> float | None:
-    """`detectors.suspect.tpr_at_fpr`, or None when there are fewer than 10/fpr negatives (DESIGN §8)."""
+    """`bitmark.detectors.suspect.tpr_at_fpr`, or None when there are fewer than 10/fpr negatives (DESIGN §8)."""
     if len(negatives) < round(10 / fpr):
         return None
     return suspect.tpr_at_fpr(positives, negatives, fpr)[0]
 
 
 def roc_auc(positives: np.ndarray, negatives: np.ndarray) -> float:
-    """P(positive score > negative score) + P(tie)/2: the AUC of `detectors.suspect.mann_whitney_greater`."""
+    """P(positive score > negative score) + P(tie)/2: the AUC of `bitmark.detectors.suspect.mann_whitney_greater`."""
     return suspect.mann_whitney_greater(positives, negatives)[1]
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean over images of the PSNR (dB) between uint8 batches; identical images count as 100 dB."""
-    mse = ((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean(axis=(1, 2, 3))
-    return float(np.mean(np.where(mse > 0, 10 * np.log10(255.0**2 / np.maximum(mse, 1e-12)), 100.0)))

@@ -8,14 +8,13 @@ sides 1, 2, 3, 4, 6, 8; d = 16). Run: `bitmark bench null [--num 5000] [--keys 8
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from bitmark.keys import WatermarkConfig, WatermarkKey
+from bitmark.evaluation.keys import fixed_key
 
 TINY_SIDES = (1, 2, 3, 4, 6, 8)
 ARMS = (
@@ -25,6 +24,7 @@ ARMS = (
     ("keyed-spatial", "self-normalised", False),
     ("bitmark-2025", "binomial", False),
 )
+
 
 
 def iid_pyramid(num: int, seed: int, sides=TINY_SIDES, d: int = 16) -> list[torch.Tensor]:
@@ -46,13 +46,8 @@ def markov_pyramid(num: int, seed: int, repeat: float = 0.8, sides=TINY_SIDES, d
     return out
 
 
-def fixed_key(i: int, **config) -> WatermarkKey:
-    """A reproducible key: the secret is the SHA-256 of its number."""
-    return WatermarkKey(hashlib.sha256(str(i).encode()).digest(), WatermarkConfig(**config))
-
-
 def measure(num: int = 5000, keys: int = 8, fpr: float = 0.01) -> list[dict]:
-    from detectors import BitDetector
+    from bitmark.detectors import BitDetector
 
     torch.set_num_threads(1)
     sources = {"iid": iid_pyramid(num, seed=1), "markov-0.8": markov_pyramid(num, seed=1)}
@@ -86,8 +81,8 @@ def sample_pyramid(sampler, num: int, seed: int, sides=TINY_SIDES, d: int = 16) 
 def measure_wrong_key(pairs: int = 60, per_pair: int = 20, contexts=(2, 3, 4), delta: float = 2.0) -> list[dict]:
     """z of images marked by key A under an unrelated key B, per n: overall, and the spread of the
     per-pair mean (the part that a fixed pair keeps for all of A's images)."""
-    from bitmark.sampler import WatermarkSampler
-    from detectors import BitDetector
+    from bitmark.core.sampler import WatermarkSampler
+    from bitmark.detectors import BitDetector
 
     rows = []
     for n in contexts:

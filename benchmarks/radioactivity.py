@@ -9,12 +9,12 @@ shares. Each set trains a suspect with the project's recipe (`fit_generator`, wh
 with the tokenizer and adds their mirror images) in two variants: from scratch (a new seed) and fine-tuning
 the shipped model. Each suspect samples N images *without* the watermark (same classes and seeds for all
 arms); they go through PNG and are re-encoded, and the owner's detector scores them. Statistics and the
-report: `benchmarks.radioactivity_report`.
+report: `bitmark.benchmarks.radioactivity_report`.
 
 Resumable: each finished arm leaves `arms/<variant>-<share>/scores.npz` (and its weights) in the output
 folder and is skipped on the next run; an interrupted training resumes from its checkpoint.
 
-Run: `bitmark bench radioactivity [--quick] --out DIR [--json]` or `python -m benchmarks.radioactivity`.
+Run: `bitmark bench radioactivity [--quick] --out DIR [--json]` or `python -m bitmark.benchmarks.radioactivity`.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def score(tok, images: np.ndarray, owner, per_scale: list, others: list) -> dict
     """The owner's detector on PNG round trips of `images`: z, -log10 p, z per scale (`per_scale`: the
     owner's detector restricted to each scale); and the mean z of the batch under each unrelated key's
     detector in `others`."""
-    from benchmarks.recoverability import png_round_trip
+    from bitmark.evaluation.roundtrip import png_round_trip
 
     bits = tok.encode(png_round_trip(images))
     det = owner.detect(bits)
@@ -93,10 +93,10 @@ class Experiment:
     """The shared material of a run (models, real pool, watermarked pool, keys) and its arms."""
 
     def __init__(self, out: Path, plan: Plan):
-        from benchmarks.null_calibration import fixed_key
-        from bitmark.data import load_dataset
+        from bitmark.detectors import BitDetector
+        from bitmark.evaluation.keys import fixed_key
+        from bitmark.io.datasets import load_dataset
         from bitmark.models import load_generator
-        from detectors import BitDetector
 
         data = plan.data
         self.out, self.plan = Path(out), plan
@@ -123,8 +123,8 @@ class Experiment:
 
     def _watermarked_pool(self) -> np.ndarray:
         """Watermarked samples of the shipped model, one per real image and with its class, as uint8 after PNG."""
-        from benchmarks.recoverability import png_round_trip
-        from bitmark.generate import sample_images
+        from bitmark.evaluation.roundtrip import png_round_trip
+        from bitmark.models.sampling import sample_images
 
         path = self.out / "watermarked_pool.npy"
         if path.exists():
@@ -146,9 +146,10 @@ class Experiment:
 
     def arm(self, variant: str, share: float) -> dict:
         """Train (or load) one suspect, sample it without the watermark and score its outputs."""
-        from bitmark.generate import class_indices, sample_images
-        from bitmark.recipes import fit_generator
-        from bitmark.training import TrainConfig, save_weights
+        from bitmark.models.sampling import class_indices, sample_images
+        from bitmark.models.store import save_weights
+        from bitmark.training.loop import TrainConfig
+        from bitmark.training.recipes import fit_generator
 
         plan, arm_dir = self.plan, self.out / "arms" / arm_name(variant, share)
         done = arm_dir / "scores.npz"
@@ -193,7 +194,7 @@ def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 def run(out: str | Path, quick: bool = False, as_json: bool = False, plan: Plan | None = None, data: str = "photos") -> dict:
     """Every arm of the plan (finished ones are loaded), then radioactivity.csv, scores.csv, summary.md and
     radioactivity.png in `out`. Returns {"rows": per-arm rows, "wall_s": ...}."""
-    from benchmarks import radioactivity_report as report
+    from bitmark.benchmarks import radioactivity_report as report
 
     torch.set_num_threads(1)
     plan = dataclasses.replace(plan or (QUICK if quick else FULL), data=data)

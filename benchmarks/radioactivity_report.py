@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.metrics import tpr_at_fpr
-from detectors import suspect
+from bitmark.benchmarks.metrics import tpr_at_fpr
+from bitmark.detectors import suspect
 
 FPR = 0.01
 
@@ -222,13 +222,13 @@ def summary(plan, rows: list[dict], reference: dict, wall_s: float, machine: str
 
 
 def write(out: Path, plan, arms: list[dict], reference: dict, wall_s: float) -> dict:
-    from bitmark.recipes import _machine
+    from bitmark.evaluation import provenance
 
     real = reference["real"]["z"]
     rows = rows_for(arms, real)
     write_csv(out / "radioactivity.csv", rows)
     write_scores(out / "scores.csv", arms, reference)
     plot(out / "radioactivity.png", arms, real)
-    machine = _machine()
+    machine = provenance.machine()
     (out / "summary.md").write_text(summary(plan, rows, reference, wall_s, machine))
     return {"rows": rows, "wall_s": round(wall_s, 1), "machine": machine}

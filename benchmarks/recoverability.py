@@ -10,95 +10,27 @@
   real crops, for clean and watermarked samples and, as the floor, real training crops.
 
 Run: `bitmark bench recoverability [--num 200] [--json]`. The key is a fixed benchmark key
-(`benchmarks.null_calibration.fixed_key(0)`), so runs are reproducible.
+(`bitmark.benchmarks.null_calibration.fixed_key(0)`), so runs are reproducible.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 
 import numpy as np
 import torch
-from PIL import Image
 
-from benchmarks.metrics import psnr
-from bitmark.images import fit
-
-
-def png_round_trip(images: np.ndarray) -> np.ndarray:
-    """Write each uint8 image as a PNG in memory and read it back (lossless, but literally through a file)."""
-    out = []
-    for im in images:
-        buf = io.BytesIO()
-        Image.fromarray(im).save(buf, format="PNG")
-        out.append(np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")))
-    return np.stack(out)
-
-
-def agreement(a: list[torch.Tensor], b: list[torch.Tensor]) -> dict:
-    """Bit and whole-token agreement per scale and overall between two pyramids of the same shape."""
-    per_scale, same_bits, bits, same_tokens, tokens = [], 0, 0, 0, 0
-    for x, y in zip(a, b):
-        eq = x == y
-        per_scale.append({"side": x.shape[1], "bits": round(eq.float().mean().item(), 4), "tokens": round(eq.all(-1).float().mean().item(), 4)})
-        same_bits, bits = same_bits + int(eq.sum()), bits + eq.numel()
-        same_tokens, tokens = same_tokens + int(eq.all(-1).sum()), tokens + eq[..., 0].numel()
-    return {"bits": round(same_bits / bits, 4), "tokens": round(same_tokens / tokens, 4), "per_scale": per_scale}
-
-
-def tokenizer_figures(tok, heldout: np.ndarray) -> dict:
-    images = np.stack([fit(x, tok.cfg.image_size) for x in heldout])
-    bits = tok.encode(images)
-    decoded = png_round_trip(tok.decode(bits))
-    return {
-        "heldout_psnr": round(psnr(decoded, images), 2),
-        "heldout_psnr_continuous": round(psnr(tok.roundtrip(images), images), 2),
-        "real_roundtrip_agreement": agreement(bits, tok.encode(decoded)),
-        "n": len(images),
-    }
-
-
-def generator_figures(gen, tok, num: int = 200, seed: int = 0, heldout: np.ndarray | None = None) -> dict:
-    """Round-trip figures of `num` watermarked and `num` clean samples (classes round-robin)."""
-    from benchmarks.null_calibration import fixed_key
-    from bitmark.sampler import PlainSampler, WatermarkSampler
-    from detectors import BitDetector
-
-    key = fixed_key(0)
-    detector = BitDetector(key, fpr=0.01)
-    classes = torch.arange(num) % gen.cfg.num_classes
-    result = {"n": num, "key_config": key.config.to_dict()}
-    for name, sampler in (("watermarked", WatermarkSampler(key)), ("clean", PlainSampler())):
-        drawn = gen.sample(classes, sampler=sampler, generator=torch.Generator().manual_seed(seed))
-        reread = tok.encode(png_round_trip(tok.decode(drawn)))
-        sampled_det, reread_det = detector.detect(drawn), detector.detect(reread)
-        result[name] = {
-            "agreement": agreement(drawn, reread),
-            "z_sampled_mean": round(float(sampled_det.z_score.mean()), 2),
-            "z_png_mean": round(float(reread_det.z_score.mean()), 2),
-            "z_png_std": round(float(reread_det.z_score.std()), 2),
-            "flagged_at_1pct": round(float(reread_det.is_watermarked.mean()), 4),
-        }
-    if heldout is not None:
-        real = detector.detect(tok.encode(heldout))
-        result["heldout_real"] = {
-            "n": len(heldout),
-            "z_mean": round(float(real.z_score.mean()), 2),
-            "z_std": round(float(real.z_score.std()), 2),
-            "flagged_at_1pct": round(float(real.is_watermarked.mean()), 4),
-        }
-    return result
+from bitmark.evaluation.roundtrip import generator_figures, tokenizer_figures
 
 
 def quality_figures(gen, tok, clf, train, heldout: np.ndarray, num: int = 200, seed: int = 0) -> dict:
     """Frozen-classifier figures of `num` clean and `num` watermarked samples (classes round-robin):
     accuracy on the requested class, Fréchet distance and KID to held-out real crops, next to the same
     for `num` real training crops (the floor: what a perfect copy of the training data would score)."""
-    from benchmarks.null_calibration import fixed_key
-    from bitmark.generate import sample_images
-    from bitmark.quality import frechet_distance, kernel_inception_distance
+    from bitmark.evaluation.keys import fixed_key
+    from bitmark.evaluation.quality import frechet_distance, kernel_inception_distance
+    from bitmark.models.sampling import sample_images
 
     classes = torch.arange(num) % gen.cfg.num_classes
     held_features, _ = clf.embed(heldout)
@@ -120,7 +52,7 @@ def quality_figures(gen, tok, clf, train, heldout: np.ndarray, num: int = 200, s
 
 
 def run(data: str = "photos", num: int = 200, as_json: bool = False) -> dict:
-    from bitmark.data import load_dataset
+    from bitmark.io.datasets import load_dataset
     from bitmark.models import load_classifier, load_generator
 
     torch.set_num_threads(1)

@@ -7,7 +7,7 @@ and each scheme's detector scores the attacked images from pixels (re-encoded by
 * Schemes: our default (keyed-spatial, self-normalised null), the `keyed` rule (binomial null), the
   published `bitmark-2025` rule (binomial null) -- all n = 2, δ = 2, fixed benchmark keys -- and, when
   installed, invisible-watermark's post-hoc methods on 256² upscales of the clean samples (`baselines`).
-  With `realign`, also the default detector with the crop search of `detectors.realign` (slow: 140
+  With `realign`, also the default detector with the crop search of `bitmark.detectors.realign` (slow: 140
   encodings per image; pixel attacks only).
 * Thresholds: the empirical (1 − FPR) quantile of the clean and real negatives *under the same attack*.
   White-box attacks are the exception: an attacker launders only his own images, so their negatives
@@ -35,11 +35,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-import attacks
-from benchmarks import baselines
-from benchmarks.metrics import psnr, roc_auc, tpr_at_fpr
-from benchmarks.null_calibration import fixed_key
-from benchmarks.recoverability import agreement
+from bitmark import attacks
+from bitmark.benchmarks import baselines
+from bitmark.benchmarks.metrics import roc_auc, tpr_at_fpr
+from bitmark.evaluation.keys import fixed_key
+from bitmark.evaluation.quality import psnr
+from bitmark.evaluation.roundtrip import agreement
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class Config:
     baseline_attacks: tuple[str, ...] = HEADLINE[:5]  # the pixel attacks it can take; model attacks run at 32²
     seed: int = 0
     schemes: list[str] = field(default_factory=lambda: list(SCHEMES))  # which bit schemes to run
-    realign: bool = False  # add the default scheme with the crop search (detectors.realign), pixel attacks only
+    realign: bool = False  # add the default scheme with the crop search (bitmark.detectors.realign), pixel attacks only
 
 
 def default_specs() -> list[str]:
@@ -95,10 +96,10 @@ class Bench:
     """Images, pyramids and detectors shared by every row."""
 
     def __init__(self, cfg: Config):
-        from bitmark.data import load_dataset
-        from bitmark.generate import sample_images
+        from bitmark.detectors import BitDetector
+        from bitmark.io.datasets import load_dataset
         from bitmark.models import load_classifier, load_generator
-        from detectors import BitDetector
+        from bitmark.models.sampling import sample_images
 
         self.cfg = cfg
         self.gen, self.tok = load_generator("photos")
@@ -117,7 +118,7 @@ class Bench:
         self.marked = {name: self.sample(key, cfg.seed) for name, key in tqdm(self.keys.items(), desc="sampling", leave=False)}
         self.realigned = None
         if cfg.realign:
-            from detectors.realign import RealigningDetector
+            from bitmark.detectors.realign import RealigningDetector
 
             if DEFAULT not in self.keys:
                 raise ValueError("the crop search runs on the default scheme: keep it in `schemes`")
@@ -207,12 +208,12 @@ def baseline_rows(bench: Bench, specs: list[str]) -> list[dict[str, Any]]:
 
 def quality_rows(bench: Bench) -> list[dict[str, Any]]:
     """Quality cost per δ (default rule) next to clean and the clean-vs-clean floor; TPR after JPEG 75."""
-    from bitmark.quality import (
+    from bitmark.detectors import BitDetector
+    from bitmark.evaluation.quality import (
         frechet_distance,
         kernel_inception_distance,
         precision_recall_density_coverage,
     )
-    from detectors import BitDetector
 
     def features(images):
         return bench.clf.embed(images)[0]
@@ -306,7 +307,7 @@ def _fmt(v: Any) -> str:
 
 def summary(rows: list[dict], quality: list[dict], cfg: Config, skipped: str | None, wall: float,
             own_fpr: dict[str, float]) -> str:
-    from benchmarks.speed import cpu_name
+    from bitmark.evaluation.provenance import cpu_name
 
     schemes = list(dict.fromkeys(r["scheme"] for r in rows))
     by = {(r["scheme"], r["spec"]): r for r in rows}

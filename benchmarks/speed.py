@@ -3,20 +3,20 @@
 * sampler: watermarked / plain time for one image's 13 scale calls, batch 1 and 8 (target <= 2);
 * detector: scored bits per second of BitDetector (target >= 100 M bits/s).
 
-Run: `bitmark bench speed [--json]` or `python -m benchmarks.speed`.
+Run: `bitmark bench speed [--json]` or `python -m bitmark.benchmarks.speed`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 
 import torch
 
-from bitmark.keys import WatermarkKey
-from bitmark.sampler import PlainSampler, WatermarkSampler
+from bitmark.core.keys import WatermarkKey
+from bitmark.core.sampler import PlainSampler, WatermarkSampler
+from bitmark.evaluation.provenance import cpu_name
 
 INFINITY_1024_SIDES = (1, 2, 4, 6, 8, 12, 16, 20, 24, 32, 40, 48, 64)
 D = 32
@@ -41,18 +41,8 @@ def _sampler_time(sampler, logits: list[torch.Tensor], repeats: int) -> float:
     return _best_time(one_image, repeats)
 
 
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def measure(repeats: int = 5) -> dict:
-    from detectors import BitDetector
+    from bitmark.detectors import BitDetector
 
     torch.set_num_threads(1)
     key = WatermarkKey.generate()

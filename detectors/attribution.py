@@ -12,9 +12,9 @@ from typing import Sequence
 
 import numpy as np
 
-from bitmark.keys import WatermarkKey
-from detectors import stats
-from detectors.bit_detector import BitDetector
+from bitmark.core.keys import WatermarkKey
+from bitmark.detectors import stats
+from bitmark.detectors.bit_detector import BitDetector
 
 
 @dataclass(frozen=True)

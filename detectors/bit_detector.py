@@ -23,10 +23,10 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from bitmark.keys import WatermarkKey
-from bitmark.pyramid import as_pyramid
-from bitmark.rules import GreenRule, contexts
-from detectors import stats
+from bitmark.core.keys import WatermarkKey
+from bitmark.core.pyramid import as_pyramid
+from bitmark.core.rules import GreenRule, contexts
+from bitmark.detectors import stats
 
 NULLS = ("self-normalised", "binomial")
 
@@ -223,7 +223,7 @@ class BitDetector:
 
     def green_status(self, pyramid: Sequence) -> list[torch.Tensor]:
         """Per scale, int8 (B, h, w, d): +1 where a scored bit is green, -1 where it is red, 0 where it is
-        not scored. What a white-box attacker who holds the key sees (the oracle of `attacks.whitebox`)."""
+        not scored. What a white-box attacker who holds the key sees (the oracle of `bitmark.attacks.whitebox`)."""
         out = []
         for s, bits in enumerate(as_pyramid(pyramid)):
             B, h, w, d = bits.shape

@@ -14,8 +14,8 @@ from typing import Any, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from bitmark.images import ImageError, load_image
-from detectors.bit_detector import BitDetector, Detection
+from bitmark.detectors.bit_detector import BitDetector, Detection
+from bitmark.io.images import ImageError, load_image
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from bitmark.images import fit
-from detectors.bit_detector import BitDetector, Detection
-from detectors.image_detector import Encoder, ImageDetector
+from bitmark.detectors.bit_detector import BitDetector, Detection
+from bitmark.detectors.image_detector import Encoder, ImageDetector
+from bitmark.io.images import fit
 
 Box = tuple[int, int, int]  # (side, left, top) of the crop inside the image, in pixels
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from bitmark.images import iter_image_files
-from detectors.watermark_filter import WatermarkFilter
+from bitmark.detectors.watermark_filter import WatermarkFilter
+from bitmark.io.images import iter_image_files
 
 log = logging.getLogger(__name__)
 

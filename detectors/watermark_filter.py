@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bitmark.keys import WatermarkKey
-from detectors.bit_detector import BitDetector
-from detectors.image_detector import Encoder, ImageDetector
+from bitmark.core.keys import WatermarkKey
+from bitmark.detectors.bit_detector import BitDetector
+from bitmark.detectors.image_detector import Encoder, ImageDetector
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,11 @@ import pytest
 import torch
 from PIL import Image
 
-import attacks
-from benchmarks.null_calibration import fixed_key
-from benchmarks.metrics import psnr
-from bitmark.generate import sample_images
-from detectors import BitDetector
+from bitmark import attacks
+from bitmark.detectors import BitDetector
+from bitmark.evaluation.keys import fixed_key
+from bitmark.evaluation.quality import psnr
+from bitmark.models.sampling import sample_images
 
 KEY = fixed_key(0)
 DETECTOR = BitDetector(KEY)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from bitmark import WatermarkKey, WatermarkSampler, save_pyramid
+from bitmark.benchmarks.null_calibration import sample_pyramid
 from bitmark.cli import main
-from benchmarks.null_calibration import sample_pyramid
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ def test_detect_refuses_bad_keys_and_mismatches(tmp_path, key_file, capsys):
 
 
 def test_demo_from_png_files(tmp_path, capsys):
-    from benchmarks.null_calibration import fixed_key
+    from bitmark.evaluation.keys import fixed_key
 
     key_path = fixed_key(3).save(tmp_path / "k.json")
     assert main(["demo", "--out", str(tmp_path / "demo"), "--num", "8", "--key", str(key_path), "--json"]) == 0
@@ -96,7 +96,7 @@ def test_bench_speed_smoke(capsys):
 
 
 def test_attack_command(tmp_path, capsys):
-    from bitmark.images import load_image, save_png
+    from bitmark.io.images import load_image, save_png
 
     assert main(["attack", "--list", "--json"]) == 0
     listed = {r["name"]: r for r in _json_lines(capsys.readouterr().out)}
@@ -126,7 +126,7 @@ def test_white_box_attack_from_the_command_line(tmp_path, key_file, capsys):
 
 
 def test_detect_with_infinity_encoder_needs_a_vae(tmp_path, key_file, capsys):
-    from bitmark.images import save_png
+    from bitmark.io.images import save_png
 
     save_png(tmp_path / "a.png", np.zeros((32, 32, 3), np.uint8))
     assert main(["detect", "--key", str(key_file), "--encoder", "infinity", str(tmp_path)]) == 2

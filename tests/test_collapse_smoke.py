@@ -4,8 +4,8 @@ fresh with every arm and replace with none, a few images and steps): the outputs
 
 import csv
 
-from benchmarks.collapse.config import ARMS, PRESETS
-from benchmarks.collapse.run import run
+from bitmark.benchmarks.collapse.config import ARMS, PRESETS
+from bitmark.benchmarks.collapse.run import run
 
 COLUMNS = {"fd", "kid", "precision", "recall", "coverage", "class_coverage", "class_entropy", "memorization_ratio",
            "z_mean", "leak_share", "real_dropped", "pool_size", "kept"}

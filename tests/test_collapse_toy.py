@@ -11,10 +11,10 @@ replace's.
 
 import numpy as np
 
-from benchmarks.collapse.config import CollapseConfig
-from benchmarks.collapse.filters import farthest_points
-from benchmarks.collapse.loop import run_cell
-from benchmarks.collapse.toy import GaussianWorld
+from bitmark.benchmarks.collapse.config import CollapseConfig
+from bitmark.benchmarks.collapse.filters import farthest_points
+from bitmark.benchmarks.collapse.loop import run_cell
+from bitmark.benchmarks.collapse.toy import GaussianWorld
 
 CFG = CollapseConfig(generations=8, seeds=100, samples=20, fresh_pool=40, accumulate_real=20)
 

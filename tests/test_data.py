@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bitmark.data import PHOTOS, crop_boxes, digits, folder, load_dataset, photos
+from bitmark.io.datasets import PHOTOS, crop_boxes, digits, folder, load_dataset, photos
 
 
 def test_photo_split_is_by_region():

@@ -12,9 +12,14 @@ import torch
 from scipy import stats
 
 from bitmark import WatermarkKey, WatermarkSampler
-from detectors import BitDetector, attribute
-from detectors.stats import binomial_log_sf
-from benchmarks.null_calibration import fixed_key, iid_pyramid, markov_pyramid, sample_pyramid
+from bitmark.benchmarks.null_calibration import (
+    iid_pyramid,
+    markov_pyramid,
+    sample_pyramid,
+)
+from bitmark.detectors import BitDetector, attribute
+from bitmark.detectors.stats import binomial_log_sf
+from bitmark.evaluation.keys import fixed_key
 
 FIELDS = ("is_watermarked", "z_score", "p_value", "log10_p", "num_scored", "num_green", "green_fraction")
 
@@ -138,7 +143,7 @@ def test_attribution_names_the_marking_key_and_holds_the_family_error():
 
 
 def test_prior_keeps_the_null_exact_and_the_signal_of_coarse_scales():
-    from detectors.bit_detector import fit_prior
+    from bitmark.detectors.bit_detector import fit_prior
 
     prior = fit_prior([markov_pyramid(400, seed=20)], n=2)
     clean = markov_pyramid(1, seed=21)

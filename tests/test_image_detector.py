@@ -3,10 +3,10 @@ batching, order and per-file error rows are tested independently of any trained 
 
 import numpy as np
 
-from benchmarks.null_calibration import fixed_key
-from bitmark.images import save_png
-from detectors import BitDetector
-from detectors.image_detector import ImageDetector
+from bitmark.detectors import BitDetector
+from bitmark.detectors.image_detector import ImageDetector
+from bitmark.evaluation.keys import fixed_key
+from bitmark.io.images import save_png
 
 
 class ParityEncoder:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bitmark.images import ImageError, fit, iter_image_files, load_image, save_png
+from bitmark.io.images import ImageError, fit, iter_image_files, load_image, save_png
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ from PIL import Image
 
 from bitmark import PlainSampler, WatermarkConfig, WatermarkKey, WatermarkSampler
 from bitmark.adapters.infinity import (
-    SAMPLING_FUNCTION,
     InfinityEncoder,
     InfinityNotAvailable,
     ScheduleMismatch,
@@ -35,8 +34,9 @@ from bitmark.adapters.infinity import (
     schedule_grids,
     watermarked,
 )
-from bitmark.rules import GreenRule, contexts
-from detectors import BitDetector
+from bitmark.adapters.infinity.sampler_hook import SAMPLING_FUNCTION
+from bitmark.core.rules import GreenRule, contexts
+from bitmark.detectors import BitDetector
 
 FAKE_ROOT = Path(__file__).parent / "fake_infinity"
 SCHEDULE = [(1, 1, 1), (1, 2, 2), (1, 4, 4), (1, 6, 6), (1, 8, 8)]
@@ -408,7 +408,8 @@ def test_loaders_read_user_checkpoints(fake, tmp_path):
 def test_command_line_options_build_the_encoder(fake, tmp_path):
     import argparse
 
-    from bitmark.adapters.infinity import add_cli_arguments, encoder_from_args
+    from bitmark.adapters.infinity import encoder_from_args
+    from bitmark.cli.infinity_options import add_cli_arguments
 
     vae_module = importlib.import_module("infinity.models.bsq_vae.vae")
     path = tmp_path / "infinity_vae_d56_f8_14_patchify.pth"
@@ -423,7 +424,7 @@ def test_command_line_options_build_the_encoder(fake, tmp_path):
 
 
 def test_image_detector_reads_images_through_the_encoder(fake, tmp_path):
-    from detectors.image_detector import ImageDetector
+    from bitmark.detectors.image_detector import ImageDetector
 
     with watermarked(WatermarkSampler(KEY), SCHEDULE, seed=4):
         _, idx, _ = generate(fake)

@@ -5,7 +5,7 @@ import stat
 import pytest
 
 from bitmark import ConfigMismatch, KeyFileError, WatermarkConfig, WatermarkKey
-from detectors import BitDetector
+from bitmark.detectors import BitDetector
 
 
 def test_round_trip_and_mode(tmp_path):

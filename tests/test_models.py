@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.null_calibration import fixed_key
 from bitmark import PlainSampler, WatermarkSampler
-from bitmark.generator import Generator, GeneratorConfig
-from bitmark.recipes import self_correcting_bits
-from bitmark.tokenizer import Tokenizer, TokenizerConfig
-from bitmark.training import save_weights
+from bitmark.evaluation.keys import fixed_key
+from bitmark.models.generator import Generator, GeneratorConfig
+from bitmark.models.store import save_weights
+from bitmark.models.tokenizer import Tokenizer, TokenizerConfig
+from bitmark.training.recipes import self_correcting_bits
 
 CFG = TokenizerConfig()
 
@@ -33,7 +33,7 @@ def test_any_pyramid_requantises_to_itself():
     """Dyadic scales, nearest up / area down and halving gains: a coarse code outweighs all finer ones,
     so the greedy quantiser recovers every pyramid from its own latent. The shipped ratio 0.75 trades
     that exactness for margin against pixel noise and still recovers nearly every bit."""
-    from bitmark.tokenizer import Quantizer
+    from bitmark.models.tokenizer import Quantizer
 
     g = torch.Generator().manual_seed(0)
     pyramid = [torch.rand(64, s, s, CFG.d, generator=g) < 0.5 for s in CFG.schedule]
@@ -81,16 +81,17 @@ def test_seed_gives_same_samples_and_delta_zero_equals_plain(gen):
 
 
 def test_generate_files_writes_pngs_and_sidecar(tmp_path, tok, gen, monkeypatch):
-    from bitmark import generate, models
+    from bitmark.cli.generate import generate_files
+    from bitmark.models import shipped
 
     save_weights(tmp_path / "toy-tokenizer", tok, {"config": {**vars(CFG), "schedule": list(CFG.schedule), "channels": list(CFG.channels)}})
     save_weights(tmp_path / "toy-generator", gen, {"config": {"num_classes": 3, "dim": 64, "depth": 2, "heads": 4},
                                                    "tokenizer": "toy-tokenizer", "classes": ["a", "b", "c"]})
-    monkeypatch.setattr(models, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(shipped, "WEIGHTS_DIR", tmp_path)
     key = fixed_key(2)
-    rows = generate.generate_files(tmp_path / "out", 5, key=key, data="toy", class_name="b", seed=3)
+    rows = generate_files(tmp_path / "out", 5, key=key, data="toy", class_name="b", seed=3)
     side = [json.loads(line) for line in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
     assert side == rows and len(rows) == 5 and all(r["class"] == "b" and r["key_id"] == key.key_id for r in rows)
     assert all((tmp_path / "out" / r["file"]).exists() for r in rows)
     with pytest.raises(ValueError, match="unknown class"):
-        generate.generate_files(tmp_path / "out2", 1, key=None, data="toy", class_name="zebra")
+        generate_files(tmp_path / "out2", 1, key=None, data="toy", class_name="zebra")

@@ -1,7 +1,11 @@
 import numpy as np
 import pytest
 
-from bitmark.quality import frechet_distance, kernel_inception_distance, precision_recall_density_coverage
+from bitmark.evaluation.quality import (
+    frechet_distance,
+    kernel_inception_distance,
+    precision_recall_density_coverage,
+)
 
 
 def test_frechet_distance_of_gaussians():

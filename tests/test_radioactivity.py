@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks import radioactivity
+from bitmark.benchmarks import radioactivity
 from bitmark.cli import main
 
 TINY = radioactivity.Plan(shares=(1.0, 0.0), scratch_steps=2, finetune_steps=2, num_samples=12, pool_size=20, other_keys=2)
@@ -51,7 +51,7 @@ def test_bench_radioactivity_needs_out():
 
 def test_report_rows_on_synthetic_arms():
     """The per-arm figures with enough negatives for a TPR: a shifted arm against its 0% control."""
-    from benchmarks.radioactivity_report import rows_for
+    from bitmark.benchmarks.radioactivity_report import rows_for
 
     rng = np.random.default_rng(0)
 

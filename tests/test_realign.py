@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-import attacks
-from benchmarks.null_calibration import fixed_key
-from bitmark.data import load_dataset
-from bitmark.generate import sample_images
-from detectors import BitDetector
-from detectors.realign import RealigningDetector, crop_boxes, undo_crop
+from bitmark import attacks
+from bitmark.detectors import BitDetector
+from bitmark.detectors.realign import RealigningDetector, crop_boxes, undo_crop
+from bitmark.evaluation.keys import fixed_key
+from bitmark.io.datasets import load_dataset
+from bitmark.models.sampling import sample_images
 
 KEY = fixed_key(0)
 
@@ -53,7 +53,7 @@ def test_crop_search_finds_cropped_marks_and_keeps_the_fpr(models, marked):
 
 def test_detect_command_with_realign(tmp_path, marked, capsys):
     from bitmark.cli import main
-    from bitmark.images import save_png
+    from bitmark.io.images import save_png
 
     KEY.save(tmp_path / "key.json")
     for i, x in enumerate(attacks.get("crop", 0.9)(marked[:3])):

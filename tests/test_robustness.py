@@ -3,9 +3,10 @@ import csv
 import numpy as np
 import pytest
 
-from benchmarks import robustness
-from benchmarks.metrics import psnr, roc_auc, tpr_at_fpr
-from detectors.suspect import threshold_at_fpr
+from bitmark.benchmarks import robustness
+from bitmark.benchmarks.metrics import roc_auc, tpr_at_fpr
+from bitmark.detectors.suspect import threshold_at_fpr
+from bitmark.evaluation.quality import psnr
 
 
 def test_empirical_threshold_keeps_the_false_positive_rate():

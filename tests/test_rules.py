@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from bitmark import GreenRule, WatermarkConfig, WatermarkKey
-from bitmark.rules import contexts
+from bitmark.core.rules import contexts
 
 FIXED = bytes(range(32))
 

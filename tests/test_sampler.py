@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from bitmark import GreenRule, PlainSampler, WatermarkKey, WatermarkSampler
-from bitmark.rules import contexts
-from bitmark.sampler import chain_fast, chain_loop
-from benchmarks.null_calibration import sample_pyramid
+from bitmark.benchmarks.null_calibration import sample_pyramid
+from bitmark.core.rules import contexts
+from bitmark.core.sampler import chain_fast, chain_loop
 
 
 @pytest.mark.parametrize("n", [2, 3, 4, 8])

@@ -7,17 +7,17 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.null_calibration import fixed_key
 from bitmark.cli import main
-from bitmark.generate import sample_images
-from bitmark.images import save_png
-from detectors.scan import read_manifest, scan
+from bitmark.detectors.scan import read_manifest, scan
+from bitmark.evaluation.keys import fixed_key
+from bitmark.io.images import save_png
+from bitmark.models.sampling import sample_images
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory, models):
     """3 watermarked samples, 5 real-looking clean images (held-out crops) and one corrupt file."""
-    from bitmark.data import load_dataset
+    from bitmark.io.datasets import load_dataset
 
     root = tmp_path_factory.mktemp("scrape")
     gen, tok = models

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from detectors import suspect
+from bitmark.detectors import suspect
 
 
 def test_threshold_and_tpr_from_negatives():

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from bitmark.classifier import Classifier, ClassifierConfig, to_tensor
-from bitmark.training import TrainConfig, load_card, load_weights, save_weights, train
+from bitmark.models.classifier import Classifier, ClassifierConfig, to_tensor
+from bitmark.models.store import load_card, load_weights, save_weights
+from bitmark.training.loop import TrainConfig, train
 
 
 class Interrupt(Exception):

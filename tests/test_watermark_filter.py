@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.null_calibration import fixed_key
-from bitmark.generate import sample_images
-from bitmark.images import save_png
-from detectors import WatermarkFilter
+from bitmark.detectors import WatermarkFilter
+from bitmark.evaluation.keys import fixed_key
+from bitmark.io.images import save_png
+from bitmark.models.sampling import sample_images
 
 
 @pytest.fixture(scope="module")

@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.collapse.batch import Batch
-from benchmarks.collapse.config import MATCHED_ARMS, watermark_fpr
-from benchmarks.collapse.metrics import nearest_distance
-from bitmark.quality import pairwise_distances
+from bitmark.benchmarks.collapse.batch import Batch
+from bitmark.benchmarks.collapse.config import MATCHED_ARMS, watermark_fpr
+from bitmark.benchmarks.collapse.metrics import nearest_distance
+from bitmark.evaluation.quality import pairwise_distances
 
 
 @dataclass

@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.collapse.batch import Batch
-from benchmarks.collapse.config import MATCHED_ARMS, CollapseConfig
-from benchmarks.collapse.filters import FilterContext, select
+from bitmark.benchmarks.collapse.batch import Batch
+from bitmark.benchmarks.collapse.config import MATCHED_ARMS, CollapseConfig
+from bitmark.benchmarks.collapse.filters import FilterContext, select
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Pure functions: per-generation metrics beyond `bitmark.quality`, and the run's summary statistics."""
+"""Pure functions: per-generation metrics beyond `bitmark.evaluation.quality`, and the run's summary statistics."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from bitmark.quality import pairwise_distances
+from bitmark.evaluation.quality import pairwise_distances
 
 
 def class_coverage(predicted: np.ndarray, num_classes: int) -> float:

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.collapse.config import CollapseConfig
-from benchmarks.collapse.metrics import (
+from bitmark.benchmarks.collapse.config import CollapseConfig
+from bitmark.benchmarks.collapse.metrics import (
     excess_area,
     gap_closed,
     generations_to_threshold,

@@ -14,18 +14,18 @@ from typing import Any
 
 import torch
 
-from benchmarks.collapse.config import PRESETS, CollapseConfig
-from benchmarks.collapse.loop import run_world, write_rows
-from benchmarks.collapse.report import plot, sort_rows, summary_md
-from benchmarks.collapse.toy import GaussianWorld
-from benchmarks.collapse.world import BitmarkWorld
+from bitmark.benchmarks.collapse.config import PRESETS, CollapseConfig
+from bitmark.benchmarks.collapse.loop import run_world, write_rows
+from bitmark.benchmarks.collapse.report import plot, sort_rows, summary_md
+from bitmark.benchmarks.collapse.toy import GaussianWorld
+from bitmark.benchmarks.collapse.world import BitmarkWorld
 
 log = logging.getLogger(__name__)
 
 
 def run(out: Path, preset: str = "full", seeds: int | None = None, generations: int | None = None,
         progress: bool = True) -> dict[str, Any]:
-    from bitmark.recipes import _command, _machine
+    from bitmark.evaluation.provenance import command, machine
 
     torch.set_num_threads(1)
     cfg = replace(PRESETS[preset], **{k: v for k, v in (("seeds", seeds), ("generations", generations)) if v is not None})
@@ -41,7 +41,7 @@ def run(out: Path, preset: str = "full", seeds: int | None = None, generations: 
     ran = len(list((out / "cells" / BitmarkWorld.name).glob("*.csv"))) - done_before
     with open(out / "invocations.jsonl", "a") as f:  # so that a report rebuilt later still states the run's time
         f.write(json.dumps({"date": datetime.datetime.now().isoformat(timespec="seconds"), "wall_s": round(wall, 1),
-                            "cells_run": ran, "command": _command()}) + "\n")
+                            "cells_run": ran, "command": command()}) + "\n")
     invocations = [json.loads(line) for line in (out / "invocations.jsonl").read_text().splitlines() if line.strip()]
     working = [i for i in invocations if i["cells_run"]]
     write_rows(out / "generations.csv", rows)
@@ -49,7 +49,7 @@ def run(out: Path, preset: str = "full", seeds: int | None = None, generations: 
     plot(out / "collapse.png", rows, cfg)
     cell_wall = sum(float(r.get("wall_s", 0) or 0) for r in rows)
     header = [
-        f"Report written by `{_command()}` on {datetime.date.today().isoformat()}; machine: {_machine()}.",
+        f"Report written by `{command()}` on {datetime.date.today().isoformat()}; machine: {machine()}.",
         (f"Wall time of the invocations that ran cells: {_invocations(working)}; the generations' own time summed "
          f"over all cells {cell_wall / 60:.1f} min."),
         "",

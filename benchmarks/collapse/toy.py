@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from benchmarks.collapse.batch import Batch
-from benchmarks.collapse.config import CollapseConfig
-from benchmarks.collapse.loop import step_seed
+from bitmark.benchmarks.collapse.batch import Batch
+from bitmark.benchmarks.collapse.config import CollapseConfig
+from bitmark.benchmarks.collapse.loop import step_seed
 
 
 class GaussianWorld:

@@ -2,12 +2,12 @@
 
 * generation 0 is the shipped photos generator (trained on the whole training split); its watermarked
   samples and metrics are shared by every arm and regime of a seed;
-* `fit` fine-tunes a copy of the previous generation's model with `bitmark.recipes.fit_generator` for the
+* `fit` fine-tunes a copy of the previous generation's model with `bitmark.training.recipes.fit_generator` for the
   fixed budget steps x batch, on a uniform draw of at most steps x batch distinct pool images (training
   draws its batches from them with replacement, so each draw is still uniform over the whole pool; this
   keeps the tokenizer's encoding cost independent of the pool's size);
 * samples are drawn *with the watermark* of a fixed benchmark key, classes round-robin;
-* the watermark filter re-encodes the pixels (`detectors.WatermarkFilter`), never the sampled bits;
+* the watermark filter re-encodes the pixels (`bitmark.detectors.WatermarkFilter`), never the sampled bits;
 * real images come from a per-seed permutation of the training split (the "scrape").
 """
 
@@ -24,10 +24,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.collapse.batch import Batch
-from benchmarks.collapse.config import CollapseConfig
-from benchmarks.collapse.loop import step_seed
-from benchmarks.collapse.metrics import (
+from bitmark.benchmarks.collapse.batch import Batch
+from bitmark.benchmarks.collapse.config import CollapseConfig
+from bitmark.benchmarks.collapse.loop import step_seed
+from bitmark.benchmarks.collapse.metrics import (
     class_coverage,
     class_entropy,
     memorization_ratio,
@@ -63,10 +63,10 @@ class BitmarkWorld:
     name = "bitmark"
 
     def __init__(self, cfg: CollapseConfig, data: str = "photos", workdir: Path | None = None):
-        from benchmarks.null_calibration import fixed_key
-        from bitmark.data import load_dataset
+        from bitmark.detectors import WatermarkFilter
+        from bitmark.evaluation.keys import fixed_key
+        from bitmark.io.datasets import load_dataset
         from bitmark.models import load_classifier, load_generator
-        from detectors import WatermarkFilter
 
         self.cfg = cfg
         self.gen0, self.tok = load_generator(data)
@@ -91,15 +91,15 @@ class BitmarkWorld:
         return Batch(self.train.images[order], self.train.labels[order].astype(np.int64), np.zeros(n, dtype=bool))
 
     def sample(self, model, n: int, seed: int) -> Batch:
-        from bitmark.generate import sample_images
+        from bitmark.models.sampling import sample_images
 
         classes = torch.arange(n) % self.num_classes
         images, _ = sample_images(model, self.tok, classes, key=self.key, seed=seed, progress=False)
         return Batch(images, classes.numpy().astype(np.int64), np.ones(n, dtype=bool))
 
     def fit(self, model, pool: Batch, seed: int) -> tuple[Any, dict[str, Any]]:
-        from bitmark.recipes import fit_generator
-        from bitmark.training import TrainConfig
+        from bitmark.training.loop import TrainConfig
+        from bitmark.training.recipes import fit_generator
 
         cfg = self.cfg
         budget = cfg.steps * cfg.batch_size
@@ -126,7 +126,7 @@ class BitmarkWorld:
 
     def flagged(self, batch: Batch, fpr: float) -> np.ndarray:
         if fpr not in self.filters:
-            from detectors import WatermarkFilter
+            from bitmark.detectors import WatermarkFilter
 
             self.filters[fpr] = WatermarkFilter(self.key, fpr=fpr, encoder=self.tok)
         return ~self.filters[fpr].split(batch.items).keep_mask
@@ -148,7 +148,7 @@ class BitmarkWorld:
         """DESIGN §8 on the samples: quality against held-out real images, classes, memorisation against
         the pool the model was trained on, and the z-scores of the model's own (watermarked) outputs,
         re-encoded from the pixels."""
-        from bitmark.quality import (
+        from bitmark.evaluation.quality import (
             frechet_distance,
             kernel_inception_distance,
             precision_recall_density_coverage,

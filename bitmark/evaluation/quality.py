@@ -58,3 +58,9 @@ def precision_recall_density_coverage(real: np.ndarray, fake: np.ndarray, k: int
         "density": float(inside_real.sum(0).mean() / k),
         "coverage": float((d.min(1) <= r_real).mean()),
     }
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean over images of the PSNR (dB) between uint8 batches; identical images count as 100 dB."""
+    mse = ((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean(axis=(1, 2, 3))
+    return float(np.mean(np.where(mse > 0, 10 * np.log10(255.0**2 / np.maximum(mse, 1e-12)), 100.0)))

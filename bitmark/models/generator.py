@@ -18,8 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bitmark.sampler import PlainSampler
-from bitmark.tokenizer import Quantizer, TokenizerConfig
+from bitmark.core.sampler import PlainSampler
+from bitmark.models.tokenizer import Quantizer, TokenizerConfig
 
 
 @dataclass

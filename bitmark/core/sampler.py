@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import torch
 
-from bitmark.keys import WatermarkKey
-from bitmark.rules import GreenRule
+from bitmark.core.keys import WatermarkKey
+from bitmark.core.rules import GreenRule
 
 
 def log_odds(logits: torch.Tensor) -> torch.Tensor:

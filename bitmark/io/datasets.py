@@ -5,7 +5,7 @@
   the right-most 30% of every photo's columns is held out, so no held-out crop overlaps a training crop.
 * ``digits`` -- scikit-learn's 8x8 handwritten digits, upscaled to 32x32 grey RGB; every fifth is held out.
 * a folder -- class = sub-folder (or one class when there are none); images fitted to 32x32 as in
-  `bitmark.images`; a file is held out when a hash of its relative path says so (1 in 5), so the split
+  `bitmark.io.images`; a file is held out when a hash of its relative path says so (1 in 5), so the split
   does not change when files are added.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bitmark.images import ImageError, iter_image_files, load_image
+from bitmark.io.images import ImageError, iter_image_files, load_image
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from bitmark.images import fit
-from bitmark.tokenizer import ResBlock, to_uint8, to_unit
+from bitmark.io.images import fit
+from bitmark.models.tokenizer import ResBlock, to_uint8, to_unit
 
 
 @dataclass

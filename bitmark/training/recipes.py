@@ -1,6 +1,6 @@
 """Training recipes for the shipped models: what `bitmark train KIND --data NAME` runs.
 
-Each recipe loads its data, trains with `bitmark.training.train` (seeded, resumable, wall-time budget),
+Each recipe loads its data, trains with `bitmark.training.loop.train` (seeded, resumable, wall-time budget),
 measures the figures that go in the weights' card, and exports safetensors + JSON card.
 """
 
@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import platform
-import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,24 +15,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bitmark.classifier import Classifier, ClassifierConfig, classifier_loss, to_tensor
-from bitmark.data import load_dataset
-from bitmark.generator import Generator, GeneratorConfig
-from bitmark.tokenizer import Tokenizer, TokenizerConfig, to_unit
+from bitmark.evaluation.provenance import command, machine
+from bitmark.io.datasets import load_dataset
 from bitmark.models import WEIGHTS_DIR, load_tokenizer
-from bitmark.training import TrainConfig, save_weights, train
+from bitmark.models.classifier import (
+    Classifier,
+    ClassifierConfig,
+    classifier_loss,
+    to_tensor,
+)
+from bitmark.models.generator import Generator, GeneratorConfig
+from bitmark.models.store import save_weights
+from bitmark.models.tokenizer import Tokenizer, TokenizerConfig, to_unit
+from bitmark.training.loop import TrainConfig, train
 
 log = logging.getLogger(__name__)
-
-
-def _machine() -> str:
-    from benchmarks.speed import cpu_name
-
-    return f"{cpu_name()}, {torch.get_num_threads()} thread(s), torch {torch.__version__}, {platform.system()}"
-
-
-def _command() -> str:
-    return "bitmark " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "(python api)"
 
 
 def train_classifier(data: str, out: Path, cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
@@ -124,14 +118,14 @@ def tokenizer_loss(tok: Tokenizer, images: torch.Tensor, batch_size: int, cycle:
 
 
 def _command_and_machine() -> dict[str, str]:
-    return {"command": _command(), "machine": _machine()}
+    return {"command": command(), "machine": machine()}
 
 
 def train_tokenizer(data: str, out: Path, cfg: TrainConfig, run_dir: Path, cycle: float = 1.0) -> dict[str, Any]:
     """Two phases, as measured when the recipe was chosen (issue 3's notes): the autoencoder with the
     round-trip hinge, skip paths held at zero; then, from it, the skip paths switched on, at half the
     learning rate, with flipped and unflipped bits balanced. cfg.steps is split 48/52 between them."""
-    from benchmarks.recoverability import tokenizer_figures
+    from bitmark.evaluation.roundtrip import tokenizer_figures
 
     train_split = load_dataset(data, "train")
     images = to_unit(train_split.images)
@@ -213,7 +207,7 @@ def fit_generator(
 
 
 def train_generator(data: str, out: Path, cfg: TrainConfig, run_dir: Path, tokenizer: Path | None = None) -> dict[str, Any]:
-    from benchmarks.recoverability import generator_figures
+    from bitmark.evaluation.roundtrip import generator_figures
 
     tok_path = tokenizer or WEIGHTS_DIR / f"{data}-tokenizer"
     tok = load_tokenizer(tok_path)
@@ -233,8 +227,8 @@ def train_generator(data: str, out: Path, cfg: TrainConfig, run_dir: Path, token
 
 def train_autoencoder(data: str, out: Path, cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
     """The independent autoencoder of the regeneration attack: reconstruction only (MSE + L1/2, flips)."""
-    from benchmarks.metrics import psnr
-    from bitmark.autoencoder import Autoencoder, AutoencoderConfig
+    from bitmark.evaluation.quality import psnr
+    from bitmark.models.autoencoder import Autoencoder, AutoencoderConfig
 
     train_split, heldout = load_dataset(data, "train"), load_dataset(data, "heldout").images
     images = to_unit(train_split.images)

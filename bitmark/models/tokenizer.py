@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bitmark.images import fit
+from bitmark.io.images import fit
 
 
 @dataclass
@@ -169,7 +169,7 @@ class Tokenizer(nn.Module):
 
     @torch.no_grad()
     def encode(self, images) -> list[torch.Tensor]:
-        """uint8 RGB images of any size (fitted to image_size, see `bitmark.images.fit`) -> bit pyramid."""
+        """uint8 RGB images of any size (fitted to image_size, see `bitmark.io.images.fit`) -> bit pyramid."""
         fitted = [fit(np.asarray(im), self.cfg.image_size) for im in images]
         return self.quantizer.quantize(self.encode_latent(to_unit(fitted)))[1]
 

@@ -18,7 +18,7 @@ import hashlib
 import numpy as np
 import torch
 
-from bitmark.keys import WatermarkConfig, WatermarkKey
+from bitmark.core.keys import WatermarkConfig, WatermarkKey
 
 _DOMAIN = b"bitmark/green-table/v1\x00"
 

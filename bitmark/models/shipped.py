@@ -1,13 +1,11 @@
-"""The shipped models, loaded from the safetensors + JSON cards in `bitmark/weights` (no network, no training).
-
-    tok = models.tokenizer("photos"); gen = models.generator("photos"); clf = models.classifier("photos")
-"""
+"""The shipped models, loaded from the safetensors + JSON cards in `bitmark/models/weights` (no network, no
+training). A name ("photos") means the shipped file DATA-KIND; a path means that weights file."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from bitmark.training import load_card, load_weights
+from bitmark.models.store import load_card, load_weights
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -29,7 +27,7 @@ def _path(data_or_path: str | Path, kind: str) -> Path:
 
 
 def load_tokenizer(data_or_path: str | Path = "photos"):
-    from bitmark.tokenizer import Tokenizer, TokenizerConfig
+    from bitmark.models.tokenizer import Tokenizer, TokenizerConfig
 
     path = _path(data_or_path, "tokenizer")
     card = load_card(path)
@@ -38,7 +36,7 @@ def load_tokenizer(data_or_path: str | Path = "photos"):
 
 def load_generator(data_or_path: str | Path = "photos", tok=None):
     """The generator and, unless given, the tokenizer its card names (it samples that tokenizer's codes)."""
-    from bitmark.generator import Generator, GeneratorConfig
+    from bitmark.models.generator import Generator, GeneratorConfig
 
     path = _path(data_or_path, "generator")
     card = load_card(path)
@@ -47,7 +45,7 @@ def load_generator(data_or_path: str | Path = "photos", tok=None):
 
 
 def load_classifier(data_or_path: str | Path = "photos"):
-    from bitmark.classifier import Classifier, ClassifierConfig
+    from bitmark.models.classifier import Classifier, ClassifierConfig
 
     path = _path(data_or_path, "classifier")
     return load_weights(path, Classifier(ClassifierConfig(**load_card(path)["config"])))
@@ -55,7 +53,7 @@ def load_classifier(data_or_path: str | Path = "photos"):
 
 def load_autoencoder(data_or_path: str | Path = "photos"):
     """The independently trained autoencoder of the regeneration attack."""
-    from bitmark.autoencoder import Autoencoder, AutoencoderConfig
+    from bitmark.models.autoencoder import Autoencoder, AutoencoderConfig
 
     path = _path(data_or_path, "autoencoder")
     return load_weights(path, Autoencoder(AutoencoderConfig(**load_card(path)["config"])))

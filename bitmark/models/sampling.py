@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from bitmark.images import save_png
-from bitmark.keys import WatermarkKey
-from bitmark.sampler import PlainSampler, WatermarkSampler
+from bitmark.core.keys import WatermarkKey
+from bitmark.core.sampler import PlainSampler, WatermarkSampler
 
 log = logging.getLogger(__name__)
 
@@ -44,27 +40,3 @@ def sample_images(
         images.append(tok.decode(bits))
         pyramids.append(bits)
     return np.concatenate(images), [torch.cat(scale) for scale in zip(*pyramids)]
-
-
-def generate_files(
-    out: Path, num: int, key: WatermarkKey | None, data: str = "photos", class_name: str | None = None, seed: int = 0,
-    **options: Any,
-) -> list[dict[str, Any]]:
-    """Write `num` PNGs and a samples.jsonl sidecar (file, seed, index, class, key id, watermarked)."""
-    from bitmark.models import classes, load_generator
-
-    gen, tok = load_generator(data)
-    names = classes(data)
-    idx = class_indices(num, names, class_name)
-    images, _ = sample_images(gen, tok, idx, key=key, seed=seed, **options)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    with open(out / "samples.jsonl", "a") as sidecar:
-        for i, (image, c) in enumerate(zip(images, idx.tolist())):
-            name = f"{'wm' if key else 'clean'}-s{seed}-{i:05d}.png"
-            save_png(out / name, image)
-            row = {"file": name, "seed": seed, "index": i, "class": names[c], "key_id": key.key_id if key else None,
-                   "watermarked": key is not None, **options}
-            sidecar.write(json.dumps(row) + "\n")
-            rows.append(row)
-    return rows

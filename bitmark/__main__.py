@@ -1,0 +1,7 @@
+"""`python -m bitmark ...` is the `bitmark` command."""
+
+import sys
+
+from bitmark.cli.main import main
+
+sys.exit(main())

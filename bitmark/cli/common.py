@@ -1,0 +1,66 @@
+"""What every command shares: exit codes, the usage error, key loading and row printing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any, Sequence
+
+from bitmark.core.keys import KeyFileError, WatermarkKey
+
+EXIT_OK, EXIT_UNREADABLE, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A problem with the command line, a key or a configuration: exit code 2."""
+
+
+def scales_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"scales are comma-separated integers, got {text!r}") from None
+
+
+def load_key(path: str) -> WatermarkKey:
+    try:
+        return WatermarkKey.load(path)
+    except KeyFileError as e:
+        raise UsageError(str(e)) from e
+
+
+def emit(rows: list[dict[str, Any]], as_json: bool, columns: Sequence[str]) -> None:
+    """Print rows as JSON lines or as an aligned table of `columns` (error rows show their error)."""
+    if as_json:
+        for r in rows:
+            print(json.dumps(r))
+        return
+    table = [list(columns)] + [[_fmt(r.get(c)) for c in columns] for r in rows if "error" not in r]
+    widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
+    lines = iter(table[1:])
+    print("  ".join(c.ljust(w) for c, w in zip(table[0], widths)).rstrip())
+    for r in rows:
+        if "error" in r:
+            print(f"{r.get(columns[0], '')}  error: {r['error']}")
+        else:
+            print("  ".join(c.ljust(w) for c, w in zip(next(lines), widths)).rstrip())
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1e-3 and v != 0 else f"{v:.2f}"
+    return "" if v is None else str(v)
+
+
+def image_encoder(args: argparse.Namespace):
+    """The encoder that turns image INPUTs into bits: the shipped tokenizer, or Infinity's VAE."""
+    try:
+        if args.encoder == "infinity":
+            from bitmark.adapters import infinity
+
+            return infinity.encoder_from_args(args)
+        from bitmark.models import load_tokenizer
+
+        return load_tokenizer(args.data)
+    except (ImportError, OSError, ValueError) as e:
+        raise UsageError(str(e)) from e
