@@ -46,6 +46,8 @@ def test_bash_line_is_a_valid_command(line):
         assert argv[1] in targets, f"make target {argv[1]!r} is not in the Makefile ({targets})"
         return
     assert argv[0] == "bitmark", f"README command {line!r} is neither bitmark nor make"
+    brackets = [a for a in argv if a.startswith("[") or a.endswith("]")]
+    assert not brackets, f"usage brackets {brackets} would be passed as arguments when the line is copied: {line}"
     try:
         args = build_parser().parse_args(argv[1:])
     except SystemExit as e:
