@@ -74,8 +74,8 @@ def check_pyramid(
     scored = [s for s in range(num) if config.watermarks(s) and (scales is None or s in scales)]
     positions = sum(grids[s][0] * grids[s][1] for s in scored) * max(d - n + 1, 0)
     if positions == 0:
-        raise ValueError(f"nothing to score: tokens of {d} bits on grids {grids} have no bit with a full context "
-                         f"of width n={n} on the scored scales {scored}")
+        raise ValueError(f"nothing to score: the scored scales {scored} (grids {[grids[s] for s in scored]}, tokens "
+                         f"of {d} bits) hold no bit with a full context of width n={n}")
     if weights is not None and not any(weights[s] > 0 for s in scored):
         raise ValueError(f"the weights {weights.tolist()} are 0 on every scored scale {scored}")
     return pyramid
