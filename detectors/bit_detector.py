@@ -27,6 +27,7 @@ from bitmark.core.keys import WatermarkKey
 from bitmark.core.pyramid import as_pyramid
 from bitmark.core.rules import GreenRule, contexts
 from bitmark.detectors import stats
+from bitmark.detectors.inputs import check_pyramid, check_weights
 
 NULLS = ("self-normalised", "binomial")
 
@@ -126,7 +127,7 @@ class BitDetector:
         if (prior is not None or prior_strength) and (null != "self-normalised" or prior is None or prior_strength < 0):
             raise ValueError("a prior needs the self-normalised null, prior= and prior_strength >= 0")
         self.key, self.rule, self.fpr, self.null, self.unique, self.scales = key, GreenRule(key), fpr, null, unique, scales
-        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+        self.weights = check_weights(weights)
         self.prior = None if prior is None else [torch.as_tensor(np.asarray(p), dtype=torch.float64) for p in prior]
         self.prior_strength = float(prior_strength)
 
@@ -179,7 +180,7 @@ class BitDetector:
 
     def detect(self, pyramid: Sequence) -> Detection:
         """Score a pyramid: a list, per scale, of (B, h, w, d) bits (bool/0-1, torch or numpy)."""
-        pyramid = as_pyramid(pyramid)
+        pyramid = check_pyramid(pyramid, self.key.config, self.rule.n, self.scales, self.weights)
         B, num_scales = pyramid[0].shape[0], len(pyramid)
         d = pyramid[0].shape[-1]
         if d < self.rule.n:
@@ -225,7 +226,7 @@ class BitDetector:
         """Per scale, int8 (B, h, w, d): +1 where a scored bit is green, -1 where it is red, 0 where it is
         not scored. What a white-box attacker who holds the key sees (the oracle of `bitmark.attacks.whitebox`)."""
         out = []
-        for s, bits in enumerate(as_pyramid(pyramid)):
+        for s, bits in enumerate(check_pyramid(pyramid, self.key.config, self.rule.n, self.scales, self.weights)):
             B, h, w, d = bits.shape
             status = torch.zeros(B, h * w, d, dtype=torch.int8)
             if self._scored(s):

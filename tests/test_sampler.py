@@ -27,9 +27,15 @@ def test_samplers_agree_through_the_public_interface():
 
 
 def test_delta_zero_and_unmarked_scales_equal_plain():
+    """The watermark draws the plain sampler's uniforms: its chain at delta = 0 gives the plain bits (keys
+    refuse delta = 0, so the chains are called directly), and scales the key leaves unmarked are plain."""
+    g = torch.Generator().manual_seed(5)
+    lo, table = torch.randn(4, 16, 16, generator=g) * 3, GreenRule(WatermarkKey.generate()).table(0, 4, 4, 16)
+    u = torch.rand(lo.shape, generator=g)
+    for chain in (chain_fast, chain_loop):
+        assert torch.equal(chain(lo, u, table, 2, 0.0), u < torch.sigmoid(lo))
+        assert torch.equal(chain(lo, u, table, 2, 0.0, top_p=0.8), PlainSampler(top_p=0.8)._sample(lo, u, 0, 4, 4))
     plain = sample_pyramid(PlainSampler(), 6, seed=5)
-    zero = sample_pyramid(WatermarkSampler(WatermarkKey.generate(delta=0.0)), 6, seed=5)
-    assert all(torch.equal(x, y) for x, y in zip(plain, zero))
     partial = sample_pyramid(WatermarkSampler(WatermarkKey.generate(scales=(5,))), 6, seed=5)
     assert all(torch.equal(x, y) for x, y in zip(plain[:5], partial[:5]))
     assert not torch.equal(plain[5], partial[5])

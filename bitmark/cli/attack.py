@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bitmark.cli.common import EXIT_OK, EXIT_UNREADABLE, UsageError, load_key
+from bitmark.cli.common import EXIT_OK, EXIT_UNREADABLE, UsageError, add_allow_shared_key, load_key
 
 
 def add_parser(sub) -> None:
@@ -18,6 +18,7 @@ def add_parser(sub) -> None:
     a.add_argument("--list", action="store_true", help="list attacks with units, ranges and default grids")
     a.add_argument("--seed", type=int, default=0, help="seed of randomised attacks (image i uses seed + i)")
     a.add_argument("--key", default=None, help="white-box attacks (bitflip, forge): the key whose green bits they see")
+    add_allow_shared_key(a)
     a.add_argument("--observed", default=None, help="rule stealing (steal_remove, steal_forge): folder of watermarked images")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=run)
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if args.key:  # white-box attacks: the key holder's exact green oracle
         from bitmark.detectors import BitDetector
 
-        options["oracle"] = BitDetector(load_key(args.key)).green_status
+        options["oracle"] = BitDetector(load_key(args.key, args.allow_shared_key)).green_status
     if args.observed:  # rule stealing: the watermarked images the attacker has seen
         paths = list(iter_image_files([args.observed]))
         options["observed"] = [load_image(p) for p in paths]

@@ -22,9 +22,16 @@ def scales_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"scales are comma-separated integers, got {text!r}") from None
 
 
-def load_key(path: str) -> WatermarkKey:
+def add_allow_shared_key(parser: argparse.ArgumentParser) -> None:
+    """The override of the permission check on key files (refused when group or others can read them)."""
+    parser.add_argument("--allow-shared-key", action="store_true",
+                        help="accept a key file that group or others can read or write "
+                             "(refused by default, as ssh does)")
+
+
+def load_key(path: str, allow_shared: bool = False) -> WatermarkKey:
     try:
-        return WatermarkKey.load(path)
+        return WatermarkKey.load(path, allow_shared=allow_shared)
     except KeyFileError as e:
         raise UsageError(str(e)) from e
 

@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bitmark.cli.common import EXIT_OK, UsageError, emit, load_key
+from bitmark.cli.common import EXIT_OK, UsageError, add_allow_shared_key, emit, load_key
 from bitmark.core.keys import WatermarkKey
 
 if TYPE_CHECKING:
@@ -22,6 +22,7 @@ def add_parser(sub) -> None:
     m = sub.add_parser("demo", help="key -> watermarked and clean samples as PNG -> detection from the files")
     m.add_argument("--out", default="demo-out", help="folder for the demo key, PNGs and grid")
     m.add_argument("--key", default=None, help="use this key file (default: make a fresh one in --out)")
+    add_allow_shared_key(m)
     m.add_argument("--data", default="photos", help="which shipped generator")
     m.add_argument("--num", type=int, default=16, help="samples of each kind")
     m.add_argument("--seed", type=int, default=0)
@@ -32,7 +33,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from bitmark.models import MissingWeights
 
-    key = load_key(args.key) if args.key else None
+    key = load_key(args.key, args.allow_shared_key) if args.key else None
     try:
         rows = image_demo(Path(args.out), num=args.num, seed=args.seed, data=args.data, key=key)
     except MissingWeights as e:

@@ -11,6 +11,7 @@ from bitmark.cli.common import (
     EXIT_OK,
     EXIT_UNREADABLE,
     UsageError,
+    add_allow_shared_key,
     emit,
     image_encoder,
     load_key,
@@ -29,6 +30,7 @@ def add_parser(sub) -> None:
     d = sub.add_parser("detect", help="test images (PNG/JPEG/WebP files or folders) or bit pyramids (.safetensors/.npz)")
     d.add_argument("inputs", nargs="+", metavar="INPUT")
     d.add_argument("--key", required=True)
+    add_allow_shared_key(d)
     d.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate (default 0.01)")
     d.add_argument("--null", choices=("self-normalised", "binomial"), default=None, help="default: by rule")
     d.add_argument("--unique", action="store_true", help="binomial null: count unique occurrences only")
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from bitmark.core.pyramid import PyramidError, load_pyramid
     from bitmark.detectors import BitDetector
 
-    key = load_key(args.key)
+    key = load_key(args.key, args.allow_shared_key)
     try:
         detector = BitDetector(
             key,

@@ -7,13 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bitmark.cli.common import EXIT_OK, UsageError, load_key
+from bitmark.cli.common import EXIT_OK, UsageError, add_allow_shared_key, load_key
 from bitmark.core.keys import WatermarkKey
 
 
 def add_parser(sub) -> None:
     g = sub.add_parser("generate", help="sample images from the shipped generator, watermarked with a key")
     g.add_argument("--key", help="key file; required unless --no-watermark")
+    add_allow_shared_key(g)
     g.add_argument("--num", type=int, default=16)
     g.add_argument("--out", required=True, help="folder for the PNGs and samples.jsonl")
     g.add_argument("--class", dest="class_name", default=None, help="class name or index (default: round-robin)")
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.no_watermark and not args.key:
         raise UsageError("give --key KEY.json (or --no-watermark for clean samples)")
-    key = None if args.no_watermark else load_key(args.key)
+    key = None if args.no_watermark else load_key(args.key, args.allow_shared_key)
     try:
         rows = generate_files(
             Path(args.out), args.num, key=key, data=args.data, class_name=args.class_name, seed=args.seed,

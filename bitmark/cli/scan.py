@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from bitmark.cli.common import EXIT_OK, EXIT_UNREADABLE, image_encoder, load_key
+from bitmark.cli.common import EXIT_OK, EXIT_UNREADABLE, add_allow_shared_key, image_encoder, load_key
 
 
 def add_parser(sub) -> None:
     s = sub.add_parser("scan", help="scan image folders for a key's mark into a resumable JSONL manifest (+ keep list)")
     s.add_argument("inputs", nargs="+", metavar="DIR")
     s.add_argument("--key", required=True)
+    add_allow_shared_key(s)
     s.add_argument("--out", required=True, help="manifest (JSONL, appended; a rerun resumes where it stopped)")
     s.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate (default 0.01)")
     s.add_argument("--keep", default=None, help="write the files to keep (readable, not flagged) to this list")
@@ -25,7 +26,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from bitmark.detectors.scan import scan
 
-    key = load_key(args.key)
+    key = load_key(args.key, args.allow_shared_key)
     encoder = image_encoder(args)
     r = scan(key, args.inputs, args.out, fpr=args.fpr, keep_list=args.keep, limit=args.limit, encoder=encoder)
     print(json.dumps(r) if args.json else

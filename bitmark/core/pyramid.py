@@ -81,7 +81,7 @@ def load_pyramid(path: str | Path) -> Pyramid:
         raise
     except Exception as e:  # corrupt or truncated files raise a zoo of error types
         raise PyramidError(f"{path}: cannot read: {e}") from e
-    names = sorted(arrays)
-    if not names or names != [_name(s) for s in range(len(names))]:
-        raise PyramidError(f"{path}: expected arrays scale_00, scale_01, ..., found {names[:5]}")
-    return as_pyramid([arrays[n] for n in names])
+    expected = [_name(s) for s in range(len(arrays))]  # in scale order: "scale_100" sorts before "scale_11"
+    if not arrays or sorted(arrays) != sorted(expected):
+        raise PyramidError(f"{path}: expected arrays scale_00, scale_01, ..., found {sorted(arrays)[:5]}")
+    return as_pyramid([arrays[n] for n in expected])

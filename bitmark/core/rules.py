@@ -38,7 +38,7 @@ class GreenRule:
 
     def __init__(self, key: WatermarkKey):
         self.config: WatermarkConfig = key.config
-        self._secret = key.secret
+        self._key = key  # not its secret: the key refuses pickling and hides it from vars() and repr()
         self._cache: dict[tuple[int, int, int, int], torch.Tensor] = {}
 
     @property
@@ -72,7 +72,7 @@ class GreenRule:
         label = f"{self.config.rule}|n={self.n}|scale={scale}|d={d}"
         if self.spatial:
             label += f"|grid={h}x{w}"
-        stream = hashlib.shake_256(_DOMAIN + self._secret + label.encode()).digest((cells + 7) // 8)
+        stream = hashlib.shake_256(_DOMAIN + self._key.secret + label.encode()).digest((cells + 7) // 8)
         bits = np.unpackbits(np.frombuffer(stream, dtype=np.uint8), bitorder="little")[:cells]
         return torch.from_numpy(bits.astype(bool).reshape(-1, d, S))
 

@@ -114,13 +114,19 @@ def chain_fast(lo, u, table, n, delta, top_k=0, top_p=1.0):
 
 
 class PlainSampler:
-    """Samples bits without a watermark. Same interface as WatermarkSampler, so it is a drop-in."""
+    """Samples bits without a watermark. Same interface as WatermarkSampler, so it is a drop-in.
+
+    record=True keeps every generation's bits on the CPU: a generation starts at scale 0, `pyramids` holds
+    all of them in order (one per batch of a batch loop; clear it to free memory) and `pyramid` is the most
+    recent one, per scale (B, h, w, d).
+    """
 
     def __init__(self, top_k: int = 0, top_p: float = 1.0, record: bool = False):
         if top_k < 0 or not 0.0 < top_p <= 1.0:
             raise ValueError(f"need top_k >= 0 and 0 < top_p <= 1, got top_k={top_k}, top_p={top_p}")
         self.top_k, self.top_p, self.record = top_k, top_p, record
         self.pyramid: list[torch.Tensor] = []
+        self.pyramids: list[list[torch.Tensor]] = []
 
     def __call__(
         self,
@@ -131,6 +137,11 @@ class PlainSampler:
     ) -> torch.Tensor:
         """Sample one scale. logits (B, h*w, d, 2) or (B, h*w, d); returns bool bits (B, h*w, d)."""
         lo = log_odds(logits)
+        if bool(torch.isnan(lo).any()):
+            raise ValueError(
+                f"scale {scale}: {int(torch.isnan(lo).sum())} of {lo.numel()} bit logits are NaN (an overflow in "
+                "the model, the guidance or the temperature?); refusing to sample them: each would become bit 0"
+            )
         h, w = grid
         if lo.shape[1] != h * w:
             raise ValueError(f"scale {scale}: logits hold {lo.shape[1]} tokens but the grid is {h}x{w}")
@@ -146,6 +157,7 @@ class PlainSampler:
     def _record(self, bits: torch.Tensor, scale: int, h: int, w: int) -> None:
         if scale == 0:
             self.pyramid = []
+            self.pyramids.append(self.pyramid)
         if scale != len(self.pyramid):
             raise RuntimeError(f"recording expects scale {len(self.pyramid)} next, got scale {scale}")
         self.pyramid.append(bits.view(bits.shape[0], h, w, bits.shape[-1]).cpu())
@@ -172,7 +184,7 @@ class WatermarkSampler(PlainSampler):
 
     def _sample(self, lo: torch.Tensor, u: torch.Tensor, scale: int, h: int, w: int) -> torch.Tensor:
         cfg = self.key.config
-        if not cfg.watermarks(scale) or cfg.delta == 0:
+        if not cfg.watermarks(scale):
             return super()._sample(lo, u, scale, h, w)
         table = self.rule.table(scale, h, w, lo.shape[-1])
         chain = chain_fast if self.impl == "fast" else chain_loop
