@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 
 MIN_SIDE = 8  # smaller images hold too few pixels to carry (or fake) a mark
 # Decoded pixels per image (after a JPEG's reduced-scale decode). 40 MP holds an 8K UHD frame (33.2 MP) and the
-# JPEGs of every camera once decoded at reduced scale; decoding and converting 40 MP takes about 0.5 GB at peak
-# (4 bytes a pixel in Pillow, 3 in numpy, one resize), where a 13,000 x 13,000 PNG bomb (169 MP) took 2.6 GB.
+# JPEGs of every camera once decoded at reduced scale; decoding and converting 40 MP takes about 0.55 GB at peak
+# (a 6,300 x 6,300 RGB PNG: 573 MB max RSS, 2 s), where a 13,000 x 13,000 PNG bomb (169 MP) took 2.1 GB and 14 s.
 MAX_PIXELS = 40_000_000
 
 
