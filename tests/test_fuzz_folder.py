@@ -170,3 +170,32 @@ def test_a_folder_without_inputs_is_an_error(tmp_path, capsys):
     out = capsys.readouterr()
     assert "no inputs found" in out.err and "1 entry skipped" in out.err
     assert [json.loads(line)["skipped"] for line in out.out.splitlines()] == ["not a file type read here (.txt)"]
+
+
+def test_a_crash_has_its_own_exit_code(tmp_path, capsys, monkeypatch):
+    """1 means 'some inputs unreadable'; an unexpected exception must not look like that."""
+    from bitmark.detectors.image_detector import ImageDetector
+
+    assert main(["keygen", "--out", str(tmp_path / "k.json")]) == 0
+    Image.new("RGB", (32, 32)).save(tmp_path / "a.png")
+
+    def bug(self, paths):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(ImageDetector, "detect_files", bug)
+    capsys.readouterr()
+    assert main(["detect", "--key", str(tmp_path / "k.json"), str(tmp_path / "a.png")]) == 3
+    assert "crashed (RuntimeError: a bug)" in capsys.readouterr().err
+
+
+def test_table_output_survives_names_that_are_not_utf8(tmp_path, capsys):
+    assert main(["keygen", "--out", str(tmp_path / "k.json")]) == 0
+    (tmp_path / "d").mkdir()
+    raw = os.fsencode(tmp_path / "d") + b"/\xff\xfe.png"
+    Image.new("RGB", (32, 32)).save(os.fsdecode(raw), format="PNG")
+    with open(os.fsencode(tmp_path / "d") + b"/bad\xff.png", "wb") as f:
+        f.write(b"junk")
+    capsys.readouterr()
+    assert main(["detect", "--key", str(tmp_path / "k.json"), str(tmp_path / "d")]) == 1
+    out = capsys.readouterr().out
+    assert "\\udcff\\udcfe.png" in out and "bad\\udcff.png  error:" in out  # undecodable bytes shown as escapes
