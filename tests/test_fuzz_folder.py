@@ -11,6 +11,7 @@ import io
 import json
 import os
 import struct
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -199,3 +200,18 @@ def test_table_output_survives_names_that_are_not_utf8(tmp_path, capsys):
     assert main(["detect", "--key", str(tmp_path / "k.json"), str(tmp_path / "d")]) == 1
     out = capsys.readouterr().out
     assert "\\udcff\\udcfe.png" in out and "bad\\udcff.png  error:" in out  # undecodable bytes shown as escapes
+
+
+def test_a_pyramid_that_inflates_too_far_is_refused_unread(tmp_path, capsys, monkeypatch):
+    from bitmark.cli import detect
+
+    assert main(["keygen", "--out", str(tmp_path / "k.json")]) == 0
+    key = WatermarkKey.load(tmp_path / "k.json")
+    save_pyramid(tmp_path / "p.npz", sample_pyramid(WatermarkSampler(key), 1, seed=0))
+    members = sum(i.file_size for i in zipfile.ZipFile(tmp_path / "p.npz").infolist())
+    monkeypatch.setattr(detect, "MAX_NPZ_BYTES", members - 1)
+    capsys.readouterr()
+    assert main(["detect", "--key", str(tmp_path / "k.json"), "--json", str(tmp_path / "p.npz")]) == 1
+    assert "refused without inflating" in json.loads(capsys.readouterr().out)["error"]
+    monkeypatch.setattr(detect, "MAX_NPZ_BYTES", members)
+    assert main(["detect", "--key", str(tmp_path / "k.json"), "--json", str(tmp_path / "p.npz")]) == 0

@@ -109,7 +109,7 @@ def _pyramid_rows(detector, path: Path) -> list[dict[str, Any]]:
     """One row per pyramid in the file, or one error row: no failure of one file reaches the others."""
     from bitmark.core.pyramid import load_pyramid
 
-    problem = unreadable_reason(path)
+    problem = unreadable_reason(path) or _npz_too_large(path)
     try:
         if problem:
             raise ValueError(f"{path}: {problem}")
@@ -122,6 +122,25 @@ def _pyramid_rows(detector, path: Path) -> list[dict[str, Any]]:
         return [{"path": str(path), "index": i, **row} for i, row in enumerate(result.rows())]
     log.warning("%s", error)
     return [{"path": str(path), "error": error}]
+
+
+MAX_NPZ_BYTES = 2**30  # 10^9 bits: far above any real pyramid file, far below a zip bomb's claim
+
+
+def _npz_too_large(path: Path) -> str | None:
+    """A .npz is a zip: refuse one whose members inflate to more than MAX_NPZ_BYTES, before inflating them."""
+    import zipfile
+
+    if path.suffix.lower() != ".npz":
+        return None
+    try:
+        with zipfile.ZipFile(path) as z:
+            size = sum(i.file_size for i in z.infolist())
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return None  # load_pyramid reports what is wrong with it
+    if size > MAX_NPZ_BYTES:
+        return f"its arrays inflate to {size:,} bytes, over the limit of {MAX_NPZ_BYTES:,}; refused without inflating"
+    return None
 
 
 def _image_detector(args: argparse.Namespace, detector):
