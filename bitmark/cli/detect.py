@@ -27,9 +27,10 @@ DESCRIPTION = """Test images or bit pyramids for a key's mark; one row per image
 Folders are walked recursively (links to folders are not followed): image files (.png .jpg .jpeg .webp .bmp
 .tif .tiff .gif) and bit pyramids (.safetensors .npz) are read; every other entry gets a skip row, with
 --json {"path": ..., "skipped": REASON}, in the table "PATH  skipped: REASON"; skips do not change the exit
-code. A file that cannot be read (corrupt, truncated, a dangling link, over the decoded-pixel limit) gets an
-error row {"path": ..., "error": ...} and the others are still reported. Exit code: 0 every input read,
-1 some could not be read, 2 usage, key or configuration errors, or no inputs found."""
+code. A file that cannot be read (corrupt, truncated, a dangling link, more than 40 megapixels decoded, a
+JPEG counted at the reduced scale it is decoded at) gets an error row {"path": ..., "error": ...} and the
+others are still reported. Exit code: 0 every input read, 1 some could not be read, 2 usage, key or
+configuration errors, or no inputs found, 3 a crash."""
 COLUMNS = ("path", "index", "is_watermarked", "z_score", "log10_p", "num_scored", "num_green")
 
 
