@@ -74,7 +74,8 @@ class ImageDetector:
         except MemoryError:
             if len(batch) == 1:
                 path, image = batch[0]
-                yield {"path": str(path), "error": f"{path}: out of memory encoding a {image.shape[1]}x{image.shape[0]} image"}
+                h, w = image.shape[:2]
+                yield {"path": str(path), "error": f"{path}: out of memory encoding a {w}x{h} image"}
                 return
             log.warning("out of memory encoding %d images at once; encoding them one by one", len(batch))
             for item in batch:

@@ -107,7 +107,8 @@ def check_outputs(out: Path, targets: list[Path], inputs: list[Path], overwrite:
     if not (out.is_dir() and any(out.iterdir())):
         return
     if not overwrite:
-        raise UsageError(f"--out {out} is not empty; pass --overwrite to rewrite {LOG} and replace the PNGs of this run")
+        raise UsageError(f"--out {out} is not empty; pass --overwrite to rewrite {LOG} and replace the PNGs "
+                         "of this run")
     ours = _previous_outputs(out) | {out / LOG}
     for target in targets:
         if target not in ours and (target.exists() or target.is_symlink()):

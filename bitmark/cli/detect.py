@@ -79,8 +79,8 @@ def run(args: argparse.Namespace) -> int:
     images = [e.path for e in entries if e.skip is None and not _is_pyramid(e.path)]
     if not any(e.skip is None for e in entries):
         emit([_skip_row(e) for e in entries], args.json, COLUMNS)
-        raise UsageError(f"no inputs found (images or bit pyramids) in {', '.join(args.inputs)}"
-                         + (f"; {len(entries)} {'entry' if len(entries) == 1 else 'entries'} skipped" if entries else ""))
+        skipped = f"; {len(entries)} {'entry' if len(entries) == 1 else 'entries'} skipped" if entries else ""
+        raise UsageError(f"no inputs found (images or bit pyramids) in {', '.join(args.inputs)}{skipped}")
     image_rows = iter(_image_detector(args, detector).detect_files(images) if images else ())
     rows: list[dict[str, Any]] = []
     for entry in entries:

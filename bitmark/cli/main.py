@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ConfigMismatch, ValueError) as e:  # ValueError: configuration values the library rejected
         print(f"bitmark {args.command}: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except Exception as e:  # noqa: BLE001 -- a bug or an exhausted machine: its own exit code, never 1 (unreadable inputs)
+    except Exception as e:  # noqa: BLE001 -- a bug or no memory: its own exit code, never 1 (unreadable inputs)
         traceback.print_exc()
         print(f"bitmark {args.command}: crashed ({type(e).__name__}: {e}); exit code {EXIT_CRASH}", file=sys.stderr)
         return EXIT_CRASH

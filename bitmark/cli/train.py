@@ -16,7 +16,7 @@ def add_parser(sub) -> None:
     t.add_argument("--out", default=None, help="weights path without suffix (default: RUN_DIR/DATA-KIND)")
     t.add_argument("--run-dir", default=None, help="checkpoint folder, default runs/DATA-KIND; an existing checkpoint is resumed")
     t.add_argument("--install", action="store_true",
-                   help="write the weights into the installed package (bitmark/models/weights/DATA-KIND), replacing the shipped ones")
+                   help="write the weights into the package (bitmark/models/weights/DATA-KIND), replacing the shipped ones")
     t.add_argument("--steps", type=int, default=2000)
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--lr", type=float, default=2e-3)

@@ -9,8 +9,8 @@ Conversion, in this order:
 
 Decoding is bounded: an image that would decode to more than `MAX_PIXELS` pixels is refused from its header
 (a JPEG counts at the reduced scale it is decoded at when a target size is known), and a `MemoryError` while
-decoding one file is that file's error. Every failure is an `ImageError` with the file's name and the reason, so a folder scan can record it in
-the file's row and go on.
+decoding one file is that file's error. Every failure is an `ImageError` with the file's name and the reason,
+so a folder scan can record it in the file's row and go on.
 """
 
 from __future__ import annotations
@@ -104,9 +104,11 @@ def load_image(
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image (or a format Pillow cannot read)") from None
     except Image.DecompressionBombError:
-        raise ImageError(f"{path}: refused, its header claims more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels") from None
+        limit = 2 * Image.MAX_IMAGE_PIXELS
+        raise ImageError(f"{path}: refused, its header claims more than {limit:,} pixels") from None
     except Exception as e:  # noqa: BLE001 -- corrupt files raise OSError, SyntaxError, struct.error, EOFError, ...
-        raise ImageError(f"{path}: cannot decode ({type(e).__name__}: {e}); the file may be truncated or corrupt") from e
+        reason = f"{type(e).__name__}: {e}"
+        raise ImageError(f"{path}: cannot decode ({reason}); the file may be truncated or corrupt") from e
 
 
 def _too_many_pixels(path: Path, w: int, h: int, limit: int, jpeg_full: bool) -> str:
