@@ -183,7 +183,7 @@ def test_a_trained_generator_folder_loads_on_its_own(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_generator(out)
     _place_beside(WEIGHTS_DIR / "photos-tokenizer", out)
-    gen, tok = load_generator(out)
+    _, tok = load_generator(out)
     assert tok.cfg.image_size == 32
     before = _digest(WEIGHTS_DIR)
     _place_beside(WEIGHTS_DIR / "photos-tokenizer", WEIGHTS_DIR / "photos-generator")  # already beside: no copy

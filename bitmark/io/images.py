@@ -106,7 +106,7 @@ def load_image(
     except Image.DecompressionBombError:
         limit = 2 * Image.MAX_IMAGE_PIXELS
         raise ImageError(f"{path}: refused, its header claims more than {limit:,} pixels") from None
-    except Exception as e:  # noqa: BLE001 -- corrupt files raise OSError, SyntaxError, struct.error, EOFError, ...
+    except Exception as e:  # corrupt files raise OSError, SyntaxError, struct.error, EOFError, ...
         reason = f"{type(e).__name__}: {e}"
         raise ImageError(f"{path}: cannot decode ({reason}); the file may be truncated or corrupt") from e
 
