@@ -1,7 +1,7 @@
 """A hostile folder through `bitmark detect --json`: every entry is accounted for exactly once.
 
 About 2,100 entries: valid PNG/JPEG (tiny), junk bytes, truncated PNG and JPEG, empty files, images below
-the minimum size, decompression bombs (a real one and hostile headers), link loops, dangling links, links to
+the minimum size, a folder nested 1,100 deep, decompression bombs (a real one and hostile headers), link loops, dangling links, links to
 files and to folders, a FIFO, odd names (spaces, unicode, bytes that are not UTF-8), nested folders, bit
 pyramids (valid and corrupt) and non-image files. Each entry must get exactly one row (an error, a skip, or a
 verdict; a pyramid file one row per pyramid in it) and the verdict rows must be the valid inputs.
@@ -129,6 +129,13 @@ def fuzz(tmp_path_factory):
     for i in range(6):
         f.file(".npz" if i % 2 else ".safetensors", rng.bytes(200), "error")
     (root / "in" / "empty-folder").mkdir()
+    deep = os.fsencode(root / "in")
+    for _ in range(1100):  # deeper than Python's recursion limit (os.makedirs itself would overflow)
+        deep += b"/n"
+        os.mkdir(deep)
+    with open(deep + b"/bottom.png", "wb") as fh:
+        fh.write(_png(rng))
+    f.expect[deep + b"/bottom.png"] = "verdict"
     return root, key_path, f.expect
 
 

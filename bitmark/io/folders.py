@@ -47,14 +47,18 @@ def iter_image_files(inputs: Iterable[str | Path], suffixes: Iterable[str] = IMA
     return (e.path for e in iter_entries(inputs, suffixes) if e.skip is None)
 
 
-def _walk(folder: Path, suffixes: tuple[str, ...]) -> Iterator[Entry]:
-    try:
-        with os.scandir(folder) as it:
-            children = sorted(it, key=lambda c: c.name)
-    except OSError:  # an unreadable folder: read it, and its reader says why it cannot be
-        yield Entry(folder)
+def _walk(root: Path, suffixes: tuple[str, ...]) -> Iterator[Entry]:
+    """Depth first, children sorted by name; a stack rather than recursion, so any depth is walked."""
+    listing = _list(root)
+    if listing is None:  # an unreadable folder: read it, and its reader says why it cannot be
+        yield Entry(root)
         return
-    for child in children:
+    stack = [iter(listing)]
+    while stack:
+        child = next(stack[-1], None)
+        if child is None:
+            stack.pop()
+            continue
         path = Path(child.path)
         try:
             is_link = child.is_symlink()
@@ -65,14 +69,24 @@ def _walk(folder: Path, suffixes: tuple[str, ...]) -> Iterator[Entry]:
         if stat.S_ISDIR(st.st_mode):
             if is_link:
                 yield Entry(path, "link to a folder (not followed; give it as an input to read it)")
+            elif (listing := _list(path)) is None:
+                yield Entry(path)
             else:
-                yield from _walk(path, suffixes)
+                stack.append(iter(listing))
         elif not stat.S_ISREG(st.st_mode):
             yield Entry(path, "not a regular file (a FIFO, socket or device)")
         elif path.suffix.lower() in suffixes:
             yield Entry(path)
         else:
             yield Entry(path, _other(path))
+
+
+def _list(folder: Path) -> list[os.DirEntry] | None:
+    try:
+        with os.scandir(folder) as it:
+            return sorted(it, key=lambda c: c.name)
+    except OSError:
+        return None
 
 
 def _other(path: Path, prefix: str = "") -> str:
