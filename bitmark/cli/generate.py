@@ -65,7 +65,7 @@ def check_out(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out} exists and is not a folder")
     if not overwrite and out.is_dir() and any(out.iterdir()):
-        raise ValueError(f"{out} is not empty; pass --overwrite (overwrite=True) to replace the samples in it")
+        raise ValueError(f"{out} is not empty; pass --overwrite (in Python: overwrite=True) to replace the samples in it")
 
 
 def _clear_samples(out: Path) -> None:
