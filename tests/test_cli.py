@@ -122,7 +122,9 @@ def test_white_box_attack_from_the_command_line(tmp_path, key_file, capsys):
     assert main(["attack", "forge:1", str(tmp_path / "clean"), "--key", str(key_file), "--out", str(tmp_path / "forged")]) == 0
     capsys.readouterr()
     assert main(["detect", "--key", str(key_file), str(tmp_path / "forged"), "--json"]) == 0
-    assert all(r["is_watermarked"] for r in _json_lines(capsys.readouterr().out))
+    rows = _json_lines(capsys.readouterr().out)
+    assert [r["path"] for r in rows if "skipped" in r] == [str(tmp_path / "forged" / "attacks.jsonl")]
+    assert all(r["is_watermarked"] for r in rows if "skipped" not in r) and len(rows) == 3
 
 
 def test_detect_with_infinity_encoder_needs_a_vae(tmp_path, key_file, capsys):

@@ -60,4 +60,6 @@ def test_detect_command_with_realign(tmp_path, marked, capsys):
         save_png(tmp_path / f"c{i}.png", x)
     assert main(["detect", "--key", str(tmp_path / "key.json"), "--realign", "--json", str(tmp_path)]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["path"] for r in rows if "skipped" in r] == [str(tmp_path / "key.json")]  # the key beside them
+    rows = [r for r in rows if "skipped" not in r]
     assert len(rows) == 3 and all(r["is_watermarked"] for r in rows)

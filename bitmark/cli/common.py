@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any, Sequence
 
 from bitmark.core.keys import KeyFileError, WatermarkKey
 
-EXIT_OK, EXIT_UNREADABLE, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_UNREADABLE, EXIT_USAGE, EXIT_CRASH = 0, 1, 2, 3  # 3: an unexpected exception (a bug, no memory)
 
 
 class UsageError(Exception):
@@ -42,15 +43,23 @@ def emit(rows: list[dict[str, Any]], as_json: bool, columns: Sequence[str]) -> N
         for r in rows:
             print(json.dumps(r))
         return
-    table = [list(columns)] + [[_fmt(r.get(c)) for c in columns] for r in rows if "error" not in r]
+    notes = ("error", "skipped")  # rows that are a message, not a result
+    table = [list(columns)] + [[_fmt(r.get(c)) for c in columns] for r in rows if not any(n in r for n in notes)]
     widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
     lines = iter(table[1:])
-    print("  ".join(c.ljust(w) for c, w in zip(table[0], widths)).rstrip())
+    _print("  ".join(c.ljust(w) for c, w in zip(table[0], widths)).rstrip())
     for r in rows:
-        if "error" in r:
-            print(f"{r.get(columns[0], '')}  error: {r['error']}")
+        note = next((n for n in notes if n in r), None)
+        if note:
+            _print(f"{r.get(columns[0], '')}  {note}: {r[note]}")
         else:
-            print("  ".join(c.ljust(w) for c, w in zip(next(lines), widths)).rstrip())
+            _print("  ".join(c.ljust(w) for c, w in zip(next(lines), widths)).rstrip())
+
+
+def _print(line: str) -> None:
+    """Print a line whose file names may not be valid text (non-UTF-8 bytes): such bytes show as escapes."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    print(line.encode(encoding, "backslashreplace").decode(encoding))
 
 
 def _fmt(v: Any) -> str:

@@ -19,15 +19,27 @@ from bitmark.cli.common import (
 )
 from bitmark.cli.infinity_options import add_cli_arguments
 from bitmark.core.keys import RULES, ConfigMismatch
+from bitmark.io.folders import IMAGE_SUFFIXES, PYRAMID_SUFFIXES, iter_entries, unreadable_reason
 
 log = logging.getLogger("bitmark")
 
-PYRAMID_SUFFIXES = (".safetensors", ".npz")
+DESCRIPTION = """Test images or bit pyramids for a key's mark; one row per image (JSON lines with --json).
+
+Folders are walked recursively (links to folders are not followed): image files (.png .jpg .jpeg .webp .bmp
+.tif .tiff .gif) and bit pyramids (.safetensors .npz) are read; every other entry gets a skip row, with
+--json {"path": ..., "skipped": REASON}, in the table "PATH  skipped: REASON"; skips do not change the exit
+code. A file that cannot be read (corrupt, truncated, a dangling link, more than 40 megapixels decoded, a
+JPEG counted at the reduced scale it is decoded at) gets an error row {"path": ..., "error": ...} and the
+others are still reported. Exit code: 0 every input read, 1 some could not be read, 2 usage, key or
+configuration errors, or no inputs found, 3 a crash."""
 COLUMNS = ("path", "index", "is_watermarked", "z_score", "log10_p", "num_scored", "num_green")
 
 
 def add_parser(sub) -> None:
-    d = sub.add_parser("detect", help="test images (PNG/JPEG/WebP files or folders) or bit pyramids (.safetensors/.npz)")
+    d = sub.add_parser(
+        "detect", help="test images (PNG/JPEG/WebP files or folders) or bit pyramids (.safetensors/.npz)",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     d.add_argument("inputs", nargs="+", metavar="INPUT")
     d.add_argument("--key", required=True)
     add_allow_shared_key(d)
@@ -49,7 +61,6 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bitmark.core.pyramid import PyramidError, load_pyramid
     from bitmark.detectors import BitDetector
 
     key = load_key(args.key, args.allow_shared_key)
@@ -66,32 +77,82 @@ def run(args: argparse.Namespace) -> int:
         )
     except (ConfigMismatch, ValueError) as e:
         raise UsageError(str(e)) from e
-    from bitmark.detectors.image_detector import ImageDetector
-    from bitmark.io.images import iter_image_files
-
-    pyramid_files = [p for p in args.inputs if Path(p).suffix in PYRAMID_SUFFIXES]
-    image_files = list(iter_image_files(p for p in args.inputs if Path(p).suffix not in PYRAMID_SUFFIXES))
+    entries = list(iter_entries(args.inputs, IMAGE_SUFFIXES + PYRAMID_SUFFIXES))
+    images = [e.path for e in entries if e.skip is None and not _is_pyramid(e.path)]
+    if not any(e.skip is None for e in entries):
+        emit([_skip_row(e) for e in entries], args.json, COLUMNS)
+        skipped = f"; {len(entries)} {'entry' if len(entries) == 1 else 'entries'} skipped" if entries else ""
+        raise UsageError(f"no inputs found (images or bit pyramids) in {', '.join(args.inputs)}{skipped}")
+    image_rows = iter(_image_detector(args, detector).detect_files(images) if images else ())
     rows: list[dict[str, Any]] = []
-    for path in pyramid_files:
-        try:
-            result = detector.detect(load_pyramid(path))
-        except (PyramidError, ValueError, OSError) as e:
-            log.warning("%s", e)
-            rows.append({"path": path, "error": str(e)})
-            continue
-        rows.extend({"path": path, "index": i, **row} for i, row in enumerate(result.rows()))
-    if image_files:
-        if args.realign:
-            from bitmark.detectors.realign import RealigningDetector
-
-            if args.encoder != "tokenizer":
-                raise UsageError("--realign works with the shipped tokenizer's fixed image size only")
-            images = RealigningDetector(image_encoder(args), detector)
+    for entry in entries:
+        if entry.skip is not None:
+            rows.append(_skip_row(entry))
+        elif _is_pyramid(entry.path):
+            rows.extend(_pyramid_rows(detector, entry.path))
         else:
-            images = ImageDetector(image_encoder(args), detector)
-        rows.extend(r if "error" in r else {"index": 0, **r} for r in images.detect_files(image_files))
+            r = next(image_rows)
+            rows.append(r if "error" in r else {"index": 0, **r})
     unreadable = sum("error" in r for r in rows)
     if not args.json:
         rows = [{k: v for k, v in r.items() if k not in ("scale_scored", "scale_green")} for r in rows]
     emit(rows, args.json, COLUMNS)
     return EXIT_UNREADABLE if unreadable else EXIT_OK
+
+
+def _is_pyramid(path: Path) -> bool:
+    return path.suffix.lower() in PYRAMID_SUFFIXES
+
+
+def _skip_row(entry) -> dict[str, Any]:
+    return {"path": str(entry.path), "skipped": entry.skip}
+
+
+def _pyramid_rows(detector, path: Path) -> list[dict[str, Any]]:
+    """One row per pyramid in the file, or one error row: no failure of one file reaches the others."""
+    from bitmark.core.pyramid import load_pyramid
+
+    problem = unreadable_reason(path) or _npz_too_large(path)
+    try:
+        if problem:
+            raise ValueError(f"{path}: {problem}")
+        result = detector.detect(load_pyramid(path))
+    except MemoryError:
+        error = f"{path}: out of memory reading the bit pyramid"
+    except Exception as e:  # noqa: BLE001 -- PyramidError, OSError, zip and safetensors errors of a corrupt file
+        error = str(e) if str(path) in str(e) else f"{path}: cannot read the bit pyramid ({type(e).__name__}: {e})"
+    else:
+        return [{"path": str(path), "index": i, **row} for i, row in enumerate(result.rows())]
+    log.warning("%s", error)
+    return [{"path": str(path), "error": error}]
+
+
+MAX_NPZ_BYTES = 2**30  # 10^9 bits: far above any real pyramid file, far below a zip bomb's claim
+
+
+def _npz_too_large(path: Path) -> str | None:
+    """A .npz is a zip: refuse one whose members inflate to more than MAX_NPZ_BYTES, before inflating them."""
+    import zipfile
+
+    if path.suffix.lower() != ".npz":
+        return None
+    try:
+        with zipfile.ZipFile(path) as z:
+            size = sum(i.file_size for i in z.infolist())
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return None  # load_pyramid reports what is wrong with it
+    if size > MAX_NPZ_BYTES:
+        return f"its arrays inflate to {size:,} bytes, over the limit of {MAX_NPZ_BYTES:,}; refused without inflating"
+    return None
+
+
+def _image_detector(args: argparse.Namespace, detector):
+    from bitmark.detectors.image_detector import ImageDetector
+
+    if args.realign:
+        from bitmark.detectors.realign import RealigningDetector
+
+        if args.encoder != "tokenizer":
+            raise UsageError("--realign works with the shipped tokenizer's fixed image size only")
+        return RealigningDetector(image_encoder(args), detector)
+    return ImageDetector(image_encoder(args), detector)

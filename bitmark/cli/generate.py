@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +25,27 @@ def add_parser(sub) -> None:
     g.add_argument("--cfg", type=float, default=2.0, help="classifier-free guidance scale")
     g.add_argument("--temperature", type=float, default=1.0)
     g.add_argument("--top-p", type=float, default=1.0, help="per-bit top-p, applied after the watermark's bias")
+    g.add_argument("--overwrite", action="store_true", help="replace the samples in a non-empty --out folder")
     g.add_argument("--json", action="store_true")
     g.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from bitmark.models import MissingWeights
+    from bitmark.models.sampling import check_sampling
 
     if not args.no_watermark and not args.key:
         raise UsageError("give --key KEY.json (or --no-watermark for clean samples)")
+    try:
+        check_sampling(args.num, cfg_scale=args.cfg, temperature=args.temperature, top_p=args.top_p)
+        check_out(Path(args.out), args.overwrite)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
     key = None if args.no_watermark else load_key(args.key, args.allow_shared_key)
     try:
         rows = generate_files(
             Path(args.out), args.num, key=key, data=args.data, class_name=args.class_name, seed=args.seed,
-            cfg_scale=args.cfg, temperature=args.temperature, top_p=args.top_p,
+            overwrite=args.overwrite, cfg_scale=args.cfg, temperature=args.temperature, top_p=args.top_p,
         )
     except (MissingWeights, ValueError) as e:
         raise UsageError(str(e)) from e
@@ -49,22 +57,48 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+SIDECAR = "samples.jsonl"
+SAMPLE_NAME = re.compile(r"(wm|clean)-s-?\d+-\d{5,}\.png")  # the names generate_files writes
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an output that is a file, or a folder with anything in it unless `overwrite`."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} exists and is not a folder")
+    if not overwrite and out.is_dir() and any(out.iterdir()):
+        raise ValueError(f"{out} is not empty; pass --overwrite (in Python: overwrite=True) to replace the samples in it")
+
+
+def _clear_samples(out: Path) -> None:
+    """Remove a previous run's samples and sidecar (only the names generate_files writes; nothing else)."""
+    for f in out.iterdir():
+        if (f.name == SIDECAR or SAMPLE_NAME.fullmatch(f.name)) and not f.is_dir():
+            f.unlink()
+
+
 def generate_files(
     out: Path, num: int, key: WatermarkKey | None, data: str = "photos", class_name: str | None = None, seed: int = 0,
-    **options: Any,
+    overwrite: bool = False, **options: Any,
 ) -> list[dict[str, Any]]:
-    """Write `num` PNGs and a samples.jsonl sidecar (file, seed, index, class, key id, watermarked)."""
+    """Write `num` PNGs and a samples.jsonl sidecar (file, seed, index, class, key id, watermarked).
+
+    A folder that holds anything is refused unless `overwrite`; then the previous samples and sidecar are
+    removed once the new ones are drawn, so the sidecar lists exactly the PNGs in the folder."""
     from bitmark.io.images import save_png
     from bitmark.models import classes, load_generator
-    from bitmark.models.sampling import class_indices, sample_images
+    from bitmark.models.sampling import check_sampling, class_indices, sample_images
 
+    check_sampling(num, **{k: v for k, v in options.items() if k in ("cfg_scale", "temperature", "top_p")})
+    out = Path(out)
+    check_out(out, overwrite)
     gen, tok = load_generator(data)
     names = classes(data)
     idx = class_indices(num, names, class_name)
     images, _ = sample_images(gen, tok, idx, key=key, seed=seed, **options)
     out.mkdir(parents=True, exist_ok=True)
+    _clear_samples(out)
     rows = []
-    with open(out / "samples.jsonl", "a") as sidecar:
+    with open(out / SIDECAR, "w") as sidecar:
         for i, (image, c) in enumerate(zip(images, idx.tolist())):
             name = f"{'wm' if key else 'clean'}-s{seed}-{i:05d}.png"
             save_png(out / name, image)

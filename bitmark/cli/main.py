@@ -1,4 +1,4 @@
-"""The `bitmark` command. Exit codes: 0 all inputs read, 1 some inputs unreadable, 2 usage/key/config error.
+"""The `bitmark` command. Exit codes: 0 all inputs read, 1 some inputs unreadable, 2 usage/key/config error, 3 crash.
 
 Each command group is one module of this package with `add_parser(sub)` and `run(args)`; building the parser
 imports none of the heavy libraries, which each command imports when it runs.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from typing import Sequence
 
 from bitmark.cli import (
@@ -22,7 +23,7 @@ from bitmark.cli import (
     scan,
     train,
 )
-from bitmark.cli.common import EXIT_USAGE, UsageError
+from bitmark.cli.common import EXIT_CRASH, EXIT_USAGE, UsageError
 from bitmark.core.keys import ConfigMismatch
 
 COMMANDS = (keygen, detect, generate, demo, attack, train, bench, scan, collapse)
@@ -45,6 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ConfigMismatch, ValueError) as e:  # ValueError: configuration values the library rejected
         print(f"bitmark {args.command}: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as e:  # noqa: BLE001 -- a bug or no memory: its own exit code, never 1 (unreadable inputs)
+        traceback.print_exc()
+        print(f"bitmark {args.command}: crashed ({type(e).__name__}: {e}); exit code {EXIT_CRASH}", file=sys.stderr)
+        return EXIT_CRASH
 
 
 if __name__ == "__main__":

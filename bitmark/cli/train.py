@@ -6,15 +6,17 @@ import argparse
 import json
 from pathlib import Path
 
-from bitmark.cli.common import EXIT_OK
+from bitmark.cli.common import EXIT_OK, UsageError
 
 
 def add_parser(sub) -> None:
     t = sub.add_parser("train", help="train a shipped model (seeded, resumable, with a wall-time budget)")
     t.add_argument("kind", choices=("tokenizer", "generator", "classifier", "autoencoder"))
     t.add_argument("--data", required=True, help="photos, digits, or a folder of images (class = sub-folder)")
-    t.add_argument("--out", default=None, help="weights path without suffix (default: bitmark/models/weights/DATA-KIND)")
-    t.add_argument("--run-dir", default=None, help="checkpoint folder; an existing checkpoint is resumed")
+    t.add_argument("--out", default=None, help="weights path without suffix (default: RUN_DIR/DATA-KIND)")
+    t.add_argument("--run-dir", default=None, help="checkpoint folder, default runs/DATA-KIND; an existing checkpoint is resumed")
+    t.add_argument("--install", action="store_true",
+                   help="write the weights into the package (bitmark/models/weights/DATA-KIND), replacing the shipped ones")
     t.add_argument("--steps", type=int, default=2000)
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--lr", type=float, default=2e-3)
@@ -30,22 +32,32 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    import bitmark
     from bitmark.models import WEIGHTS_DIR
     from bitmark.training.loop import TrainConfig
     from bitmark.training.recipes import RECIPES
 
+    data_name = Path(args.data).name if Path(args.data).is_dir() else args.data
+    name = f"{data_name}-{args.kind}"
+    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / name
+    if args.install and args.out:
+        raise UsageError("give --out PATH or --install (the shipped place, bitmark/models/weights), not both")
+    out = WEIGHTS_DIR / name if args.install else Path(args.out) if args.out else run_dir / name
+    package = Path(bitmark.__file__).resolve().parent
+    if not args.install and out.resolve().is_relative_to(package):
+        raise UsageError(f"--out {out} is inside the installed package ({package}); "
+                         "pass --install to replace the shipped weights, or write elsewhere")
     torch.set_num_threads(args.threads)
     cfg = TrainConfig(
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, budget_minutes=args.budget_minutes
     )
-    data_name = Path(args.data).name if Path(args.data).is_dir() else args.data
-    out = Path(args.out) if args.out else WEIGHTS_DIR / f"{data_name}-{args.kind}"
-    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / f"{data_name}-{args.kind}"
     extra = {"tokenizer": {"cycle": args.cycle}, "generator": {"tokenizer": args.tokenizer}}.get(args.kind, {})
     card = RECIPES[args.kind](args.data, out, cfg, run_dir, **extra)
     if args.json:
         print(json.dumps(card))
     else:
         print(f"wrote {out}.safetensors and {out}.json after {card['steps']} steps, {card['wall_s']:.0f} s ({card['stopped_by']})")
+        if not args.install:
+            print(f"use them with --data {out}; ship them with --install (or copy both files to {WEIGHTS_DIR})")
         print(json.dumps(card["metrics"], indent=2))
     return EXIT_OK

@@ -7,8 +7,10 @@ Conversion, in this order:
 * if a `size` is asked for, the shorter side is resized to it (Lanczos) and the centre is cropped to a
   square; an image already `size` × `size` is left untouched, so a saved sample round-trips exactly.
 
-Every failure is an `ImageError` with the file's name and the reason, so a folder scan can record it in
-the file's row and go on.
+Decoding is bounded: an image that would decode to more than `MAX_PIXELS` pixels is refused from its header
+(a JPEG counts at the reduced scale it is decoded at when a target size is known), and a `MemoryError` while
+decoding one file is that file's error. Every failure is an `ImageError` with the file's name and the reason,
+so a folder scan can record it in the file's row and go on.
 """
 
 from __future__ import annotations
@@ -16,16 +18,19 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from bitmark.io.folders import IMAGE_SUFFIXES, Entry, iter_entries, iter_image_files, unreadable_reason  # noqa: F401
+
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 MIN_SIDE = 8  # smaller images hold too few pixels to carry (or fake) a mark
-MAX_PIXELS = 200_000_000  # beyond this, decoding alone needs gigabytes
+# Decoded pixels per image (after a JPEG's reduced-scale decode). 40 MP holds an 8K UHD frame (33.2 MP) and the
+# JPEGs of every camera once decoded at reduced scale; decoding and converting 40 MP takes about 0.55 GB at peak
+# (a 6,300 x 6,300 RGB PNG: 573 MB max RSS, 2 s), where a 13,000 x 13,000 PNG bomb (169 MP) took 2.1 GB and 14 s.
+MAX_PIXELS = 40_000_000
 
 
 class ImageError(ValueError):
@@ -63,31 +68,53 @@ def fit(image: np.ndarray, size: int) -> np.ndarray:
     return resized[top : top + size, left : left + size]
 
 
-def load_image(path: str | Path, size: int | None = None) -> np.ndarray:
-    """Read one image file as uint8 RGB (H, W, 3), optionally fitted to size x size (see module doc)."""
+def load_image(
+    path: str | Path, size: int | None = None, *, draft: int | None = None, max_pixels: int = MAX_PIXELS
+) -> np.ndarray:
+    """Read one image file as uint8 RGB (H, W, 3), optionally fitted to size x size (see module doc).
+
+    `draft` (default: `size`) is the side the image will be fitted to: a JPEG is then decoded at a reduced
+    scale (1/2 to 1/8) that keeps at least twice that side. An image that would still decode to more than
+    `max_pixels` pixels is refused from its header, before any pixel is decoded.
+    """
     path = Path(path)
+    problem = unreadable_reason(path)
+    if problem:
+        raise ImageError(f"{path}: {problem}")
+    draft = size if draft is None else draft
+    w = h = 0
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as img:
+                if draft is not None and img.format == "JPEG":
+                    img.draft("RGB", (draft * 2, draft * 2))  # decode a big JPEG at reduced size
                 w, h = img.size
-                if w * h > MAX_PIXELS:
-                    raise ImageError(f"{path}: {w}x{h} is over the {MAX_PIXELS:,}-pixel limit")
+                if w * h > max_pixels:
+                    raise ImageError(_too_many_pixels(path, w, h, max_pixels, img.format == "JPEG" and draft is None))
                 if min(w, h) < MIN_SIDE:
                     raise ImageError(f"{path}: {w}x{h} is too small (each side must be at least {MIN_SIDE} px)")
-                if size is not None and img.format == "JPEG":
-                    img.draft("RGB", (size * 2, size * 2))  # decode a huge JPEG at reduced size
                 img.load()
                 array = _to_rgb8(img)
+            return fit(array, size) if size is not None else array
     except ImageError:
         raise
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
+    except MemoryError:
+        raise ImageError(f"{path}: out of memory decoding {w}x{h} pixels") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image (or a format Pillow cannot read)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise ImageError(f"{path}: cannot decode ({e}); the file may be truncated or corrupt") from e
-    return fit(array, size) if size is not None else array
+    except Image.DecompressionBombError:
+        limit = 2 * Image.MAX_IMAGE_PIXELS
+        raise ImageError(f"{path}: refused, its header claims more than {limit:,} pixels") from None
+    except Exception as e:  # corrupt files raise OSError, SyntaxError, struct.error, EOFError, ...
+        reason = f"{type(e).__name__}: {e}"
+        raise ImageError(f"{path}: cannot decode ({reason}); the file may be truncated or corrupt") from e
+
+
+def _too_many_pixels(path: Path, w: int, h: int, limit: int, jpeg_full: bool) -> str:
+    hint = "; a JPEG decodes smaller when a target size is given" if jpeg_full else ""
+    return (f"{path}: {w}x{h} ({w * h / 1e6:.0f} megapixels) is over the limit of {limit / 1e6:.0f} megapixels "
+            f"decoded per image (MAX_PIXELS){hint}; refused without decoding")
 
 
 def save_png(path: str | Path, image: np.ndarray) -> Path:
@@ -95,13 +122,3 @@ def save_png(path: str | Path, image: np.ndarray) -> Path:
     path = Path(path)
     Image.fromarray(np.asarray(image, dtype=np.uint8)).save(path, format="PNG")
     return path
-
-
-def iter_image_files(inputs: Iterable[str | Path]) -> Iterator[Path]:
-    """Expand files and folders (recursively, sorted) into image paths; files are passed on as given."""
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            yield from sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            yield p

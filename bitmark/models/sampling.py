@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import torch
@@ -14,6 +15,24 @@ from bitmark.core.sampler import PlainSampler, WatermarkSampler
 log = logging.getLogger(__name__)
 
 BATCH = 64  # images are drawn in batches of this size; batch b of seed s uses generator seed (s, b)
+
+
+def check_sampling(num: int, cfg_scale: float = 2.0, temperature: float = 1.0, top_p: float = 1.0) -> None:
+    """Refuse settings that sample nothing or nonsense (the one check behind `generate` and `sample_images`).
+
+    num >= 1; temperature finite and > 0 (logits are divided by it); guidance finite and >= 0 (NaN or inf
+    logits would silently become constant bits); top_p in (0, 1]."""
+    problems = []
+    if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
+        problems.append(f"the number of images must be an integer >= 1, got {num!r}")
+    if not (math.isfinite(temperature) and temperature > 0):
+        problems.append(f"temperature must be finite and > 0, got {temperature!r}")
+    if not (math.isfinite(cfg_scale) and cfg_scale >= 0):
+        problems.append(f"the guidance scale (cfg) must be finite and >= 0, got {cfg_scale!r}")
+    if not (math.isfinite(top_p) and 0 < top_p <= 1):
+        problems.append(f"top_p must be in (0, 1], got {top_p!r}")
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 def class_indices(num: int, classes: list[str], class_name: str | int | None) -> torch.Tensor:
@@ -32,6 +51,7 @@ def sample_images(
     temperature: float = 1.0, top_p: float = 1.0, progress: bool = True,
 ) -> tuple[np.ndarray, list[torch.Tensor]]:
     """uint8 images (N, H, W, 3) and their sampled bit pyramid, drawn in seeded batches."""
+    check_sampling(len(classes), cfg_scale=cfg_scale, temperature=temperature, top_p=top_p)
     sampler = WatermarkSampler(key, top_p=top_p) if key is not None else PlainSampler(top_p=top_p)
     images, pyramids = [], []
     for b in tqdm(range(0, len(classes), BATCH), desc="sampling", leave=False, disable=not progress or None):

@@ -167,6 +167,15 @@ class Tokenizer(nn.Module):
         zq, bits = self.quantizer.quantize(self.encode_latent(x))
         return self.decode_latent(zq), bits
 
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(height, width) that `encode` fits images to."""
+        return (self.cfg.image_size, self.cfg.image_size)
+
+    def fit_image(self, image) -> np.ndarray:
+        """The fit `encode` applies (readers call it as soon as a file is decoded, to hold small images only)."""
+        return fit(np.asarray(image), self.cfg.image_size)
+
     @torch.no_grad()
     def encode(self, images) -> list[torch.Tensor]:
         """uint8 RGB images of any size (fitted to image_size, see `bitmark.io.images.fit`) -> bit pyramid."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -222,7 +223,19 @@ def train_generator(data: str, out: Path, cfg: TrainConfig, run_dir: Path, token
         "metrics": generator_figures(gen, tok, heldout=heldout),
     }
     save_weights(out, gen, card)
+    _place_beside(Path(tok_path), Path(out))
     return card
+
+
+def _place_beside(tok_path: Path, out: Path) -> None:
+    """The generator's card names its tokenizer by file name, looked up beside it: copy the tokenizer there
+    (weights + card) when it lives elsewhere, so the output folder loads on its own (`--data OUT`)."""
+    stem = tok_path.with_suffix("") if tok_path.suffix == ".safetensors" else tok_path
+    beside = Path(out).with_suffix("").parent / stem.name
+    if beside.resolve() == stem.resolve():
+        return
+    for suffix in (".safetensors", ".json"):
+        shutil.copyfile(f"{stem}{suffix}", f"{beside}{suffix}")
 
 
 def train_autoencoder(data: str, out: Path, cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:

@@ -111,18 +111,28 @@ class InfinityEncoder:
         vae = load_infinity_vae(vae_path, codebook_dim=codebook_dim, patchify=patchify, device=device)
         return cls(vae, schedule_or_resolution, patchify=patchify, device=device, **kwargs)
 
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(height, width) that `preprocess` fits images to."""
+        return self.size
+
+    def fit_image(self, image: np.ndarray) -> np.ndarray:
+        """The fit `preprocess` applies to one RGB array (readers call it as soon as a file is decoded)."""
+        from PIL import Image
+
+        height, width = self.size
+        if image.shape[:2] == (height, width):
+            return image
+        return np.asarray(fit_and_crop(Image.fromarray(image), height, width))
+
     def preprocess(self, images, bgr: bool = False) -> torch.Tensor:
         """Images -> float (B, 3, H, W) in [-1, 1], RGB, resized and centre-cropped to the schedule's size.
 
         bgr=True reads arrays as BGR, the channel order of the uint8 images Infinity's generator returns.
         """
-        from PIL import Image
-
-        height, width = self.size
         batch = []
         for arr in _as_rgb_list(images, bgr):
-            if arr.shape[:2] != (height, width):
-                arr = np.asarray(fit_and_crop(Image.fromarray(arr), height, width))
+            arr = self.fit_image(arr)
             batch.append(torch.from_numpy(np.array(arr)).permute(2, 0, 1))  # a writable copy
         return torch.stack(batch).float().div_(127.5).sub_(1.0)
 
