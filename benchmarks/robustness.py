@@ -95,8 +95,7 @@ def quick_config() -> Config:
 
 
 class Bench:
-    """Images, pyramids and detectors shared by every row. backend: a `bitmark.backends` generator (default:
-    the embedded one); one without real images takes a second clean draw as the other half of the negatives."""
+    """Images, pyramids and detectors shared by every row (negatives: clean + real, or a second clean draw)."""
 
     def __init__(self, cfg: Config, backend=None):
         from bitmark.backends import EmbeddedBackend, make_sampler
@@ -105,7 +104,7 @@ class Bench:
 
         self.cfg, self.backend = cfg, backend or EmbeddedBackend("photos")
         self.encode = self.backend.encode
-        self.clf = load_classifier("photos") if self.backend.kind == "embedded" else None
+        self.clf = load_classifier(self.backend.data) if self.backend.kind == "embedded" else None
         self.sample = lambda key, seed, n=cfg.num: self.backend.sample(make_sampler(key), n, seed=seed, progress=False).images
         negatives = cfg.num_negatives or cfg.num
         self.real = self.backend.real_images(negatives, cfg.seed)
@@ -256,12 +255,8 @@ def _read_done(path: Path) -> list[dict[str, Any]]:
 
 
 def run(out: Path, cfg: Config, progress: bool = True, backend=None) -> dict[str, Any]:
-    """Run (or resume) the benchmark into `out`; returns the paths written and the wall time.
-
-    backend: a `bitmark.backends` generator (default embedded). On another backend the attacks that need the
-    embedded models (regeneration, white-box) and the post-hoc baselines are not run, and neither are the
-    quality rows (the frozen classifier knows only the embedded domain); the summary lists what was skipped.
-    """
+    """Run (or resume) the benchmark into `out`; returns the paths written and the wall time. backend: a
+    `bitmark.backends` generator (default embedded); what another cannot run is listed in the summary."""
     from bitmark.backends import EmbeddedBackend
 
     torch.set_num_threads(1)

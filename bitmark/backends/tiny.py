@@ -3,6 +3,8 @@
 Built only for bitmark's test stand-in (tests/fake_infinity, marked `BITMARK_STANDIN`): a fixed random
 class-conditional map with Infinity's sampling call pattern and a random BSQ-like VAE, at a 5-scale
 schedule up to 8x8 tokens (128x128 pixels). Prompts become its 4 class labels by a CRC-32 of the text.
+Its VAE's decoder is not the inverse of its encoder: about half the sampled bits come back from pixels,
+so any figure read from pixels is at chance by construction.
 Every figure from it is about bitmark's plumbing, never about a real model; the backend's description
 says so and the benchmarks record it.
 """
@@ -62,5 +64,6 @@ def tiny_infinity_backend(src: str | Path | None = None, prompts: Sequence[str] 
     return InfinityBackend(
         model, vae, TINY_SCHEDULE, labels, prompts=prompts, cfg=3.0, tau=1.0, batch_size=batch_size, module=model_module,
         description=f"the STAND-IN for Infinity at {origin} (tiny random configuration, {bits}-bit tokens, 128x128) -- "
-                    "not Infinity: figures test bitmark's plumbing only",
+                    "not Infinity: its random VAE does not invert its decoder (about 50% of the bits come back from pixels), "
+                    "so figures from pixels are at chance by construction; they test bitmark's plumbing only",
     )
