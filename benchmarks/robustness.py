@@ -326,10 +326,11 @@ def summary(rows: list[dict], quality: list[dict], cfg: Config, skipped: str | N
     schemes = list(dict.fromkeys(r["scheme"] for r in rows))
     by = {(r["scheme"], r["spec"]): r for r in rows}
     neg = min(cfg.num_negatives or cfg.num, 950)
+    real = "held-out real crops" if cfg.backend == "embedded" else "clean samples of a second draw (as 'real')"
     lines = [
         "# Robustness and quality", "",
         f"N = {cfg.num} watermarked samples per scheme, {max(neg, cfg.num)} clean samples (the first {cfg.num} with the "
-        f"positives' seeds and classes) and {neg} held-out real crops; thresholds from the clean + real negatives "
+        f"positives' seeds and classes) and {neg} {real}; thresholds from the clean + real negatives "
         f"under the same attack; {wall / 60:.1f} min on {cpu_name()}, 1 thread (this run; a resumed run counts "
         "its last part).", "",
         "## TPR at 1% FPR (headline attacks)", "",
