@@ -110,13 +110,15 @@ def test_infinity_backend_over_the_standin(standin):
         standin.sample(PlainSampler(), 2, conditioning=[0, 1])
 
 
-def test_tiny_configuration_refuses_code_that_is_not_the_standin(monkeypatch, tmp_path):
+def test_tiny_configuration_of_a_tree_without_infinitys_model_code_is_a_clear_error(monkeypatch, tmp_path):
+    from bitmark.adapters.infinity import InfinityNotAvailable
+
     (tmp_path / "infinity" / "models").mkdir(parents=True)
     (tmp_path / "infinity" / "__init__.py").write_text("")
     for name in [m for m in sys.modules if m == "infinity" or m.startswith("infinity.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(NotSupported, match="stand-in"):
+    with pytest.raises(InfinityNotAvailable, match="infinity.models.infinity"):
         tiny_infinity_backend()
     for name in [m for m in sys.modules if m == "infinity" or m.startswith("infinity.")]:
         del sys.modules[name]
@@ -223,3 +225,48 @@ def test_infinity_hook_biases_only_the_published_positions(standin):
     green = rule.green_values(rule.table(0, 4, 4, 8), contexts(bits, 2))
     moved = ((free[..., 1] - free[..., 0]) - (logits[..., 1] - logits[..., 0])).view(2, 16, 8)
     assert torch.allclose(moved[..., :2], torch.zeros(())) and torch.allclose(moved[..., 2:], 2.0 * (2.0 * green[..., 1:] - 1))
+
+
+# ---------------------------------------------------------------------------------------------- real Infinity
+
+
+@pytest.fixture
+def real_infinity(monkeypatch, tmp_path):
+    """Infinity's real code from BITMARK_INFINITY_SRC; CPU shims (tests/infinity_cpu_shims) for the third-party
+    modules it imports that are not installed here (flash_attn, timm, torchvision, pytz)."""
+    src = os.environ.get("BITMARK_INFINITY_SRC")
+    if not src or not (Path(src) / "infinity" / "models" / "infinity.py").is_file():
+        pytest.skip("set BITMARK_INFINITY_SRC to a clone of FoundationVision/Infinity to run the real-code tests")
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    for name in ("flash_attn", "timm", "torchvision", "pytz"):
+        if importlib.util.find_spec(name) is None:
+            (shims / name).symlink_to(ROOT / "tests" / "infinity_cpu_shims" / name)
+    for name in [m for m in sys.modules if m.split(".")[0] in ("infinity", "flash_attn", "timm", "torchvision", "pytz")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.syspath_prepend(str(shims))
+    monkeypatch.syspath_prepend(str(Path(src).resolve()))
+    backend = tiny_infinity_backend(prompts=["a red fox", "a lighthouse"], batch_size=2)
+    yield backend
+    for name in [m for m in sys.modules if m.split(".")[0] in ("infinity", "flash_attn", "timm", "torchvision", "pytz")]:
+        del sys.modules[name]
+
+
+def test_real_infinity_at_a_tiny_random_configuration(real_infinity):
+    """Infinity's own sampling loop (2 blocks, random weights) through the backend: the recorded bits carry the
+    mark (z far above the 1% threshold) and a plain run's do not; the function is restored; the VAE reads back
+    the same layout. Random weights: bits read from pixels are not expected to match (not asserted)."""
+    from bitmark.adapters.infinity.sampler_hook import SAMPLING_FUNCTION
+
+    backend = real_infinity
+    module = importlib.import_module("infinity.models.infinity")
+    assert not Path(module.__file__).is_relative_to(ROOT / "tests") and "real code" in backend.description
+    original = getattr(module, SAMPLING_FUNCTION)
+    marked = backend.sample(WatermarkSampler(KEY), 2, seed=0, progress=False)
+    clean = backend.sample(PlainSampler(), 2, seed=0, progress=False)
+    assert getattr(module, SAMPLING_FUNCTION) is original
+    sides = (1, 2, 4, 6, 8, 12, 16)
+    assert marked.images.shape == (2, 256, 256, 3) and [tuple(t.shape) for t in marked.pyramid] == [(2, h, h, 16) for h in sides]
+    det = BitDetector(KEY)
+    assert det.detect(marked.pyramid).z_score.min() > 10 and not det.detect(clean.pyramid).is_watermarked.any()
+    assert [tuple(t.shape) for t in backend.encode(marked.images)] == [(2, h, h, 16) for h in sides]

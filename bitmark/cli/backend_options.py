@@ -25,8 +25,8 @@ def add_backend_arguments(parser: Any) -> None:
     g.add_argument("--batch-size", type=int, default=4, help="images per Infinity call")
     g.add_argument("--infinity-src", default=None, help="import Infinity from this folder (a clone of its repository)")
     g.add_argument("--infinity-tiny", action="store_true",
-                   help="no checkpoints: a tiny random configuration of the code at --infinity-src; built for bitmark's "
-                        "test stand-in (tests/fake_infinity) only; its figures test plumbing, not a model")
+                   help="no checkpoints: a tiny random configuration of the code at --infinity-src (bitmark's test "
+                        "stand-in tests/fake_infinity, or Infinity's real code); random weights: plumbing, not a model")
 
 
 def backend_from_args(args: argparse.Namespace, *, sampling: bool = True):
