@@ -36,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
 
     key = load_key(args.key) if args.key else None
     try:
-        rows = image_demo(Path(args.out), num=args.num, seed=args.seed, data=args.data, key=key,
-                          backend=None if args.backend == "embedded" else backend_from_args(args))
+        backend = None if args.backend == "embedded" else backend_from_args(args)
+        rows = image_demo(Path(args.out), num=args.num, seed=args.seed, data=args.data, key=key, backend=backend)
     except MissingWeights as e:
         raise UsageError(str(e)) from e
     emit(rows, args.json, ("sample", "class", "watermarked", "z_score", "log10_p", "is_watermarked"))
@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
         fp = sum(r["is_watermarked"] for r in rows if not r["watermarked"])
         n = len(rows) // 2
         print(f"\nflagged {tp}/{n} watermarked and {fp}/{n} clean samples at 1% FPR, detected from the PNG files")
+        if backend is not None:
+            print(f"backend: {backend.description}")
         print(f"grid: {args.out}/demo-grid.png; try: bitmark detect --key {args.key or args.out + '/demo-key.json'} {args.out}")
     return EXIT_OK
 
