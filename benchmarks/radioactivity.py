@@ -191,10 +191,16 @@ def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     tmp.replace(path)
 
 
-def run(out: str | Path, quick: bool = False, as_json: bool = False, plan: Plan | None = None, data: str = "photos") -> dict:
+def run(out: str | Path, quick: bool = False, as_json: bool = False, plan: Plan | None = None, data: str = "photos",
+        backend=None) -> dict:
     """Every arm of the plan (finished ones are loaded), then radioactivity.csv, scores.csv, summary.md and
-    radioactivity.png in `out`. Returns {"rows": per-arm rows, "wall_s": ...}."""
+    radioactivity.png in `out`. Returns {"rows": per-arm rows, "wall_s": ...}. backend: the embedded one only
+    (the suspects are generators trained here; another backend is refused with the reason)."""
+    from bitmark.backends import require
     from bitmark.benchmarks import radioactivity_report as report
+
+    if backend is not None:
+        require(backend, "bench radioactivity", retrainable=True)
 
     torch.set_num_threads(1)
     plan = dataclasses.replace(plan or (QUICK if quick else FULL), data=data)

@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from bitmark import attacks
 from bitmark.benchmarks import baselines
+from bitmark.benchmarks.backend_support import backend_note, backend_specs
 from bitmark.benchmarks.metrics import roc_auc, tpr_at_fpr
 from bitmark.evaluation.keys import fixed_key
 from bitmark.evaluation.quality import psnr
@@ -79,6 +80,7 @@ class Config:
     seed: int = 0
     schemes: list[str] = field(default_factory=lambda: list(SCHEMES))  # which bit schemes to run
     realign: bool = False  # add the default scheme with the crop search (bitmark.detectors.realign), pixel attacks only
+    backend: str = "embedded"  # what was sampled (recorded, so a resumed run cannot mix generators)
 
 
 def default_specs() -> list[str]:
@@ -93,22 +95,21 @@ def quick_config() -> Config:
 
 
 class Bench:
-    """Images, pyramids and detectors shared by every row."""
+    """Images, pyramids and detectors shared by every row (negatives: clean + real, or a second clean draw)."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, backend=None):
+        from bitmark.backends import EmbeddedBackend, make_sampler
         from bitmark.detectors import BitDetector
-        from bitmark.io.datasets import load_dataset
-        from bitmark.models import load_classifier, load_generator
-        from bitmark.models.sampling import sample_images
+        from bitmark.models import load_classifier
 
-        self.cfg = cfg
-        self.gen, self.tok = load_generator("photos")
-        self.clf = load_classifier("photos")
-        self.sample = lambda key, seed, n=cfg.num: sample_images(
-            self.gen, self.tok, torch.arange(n) % self.gen.cfg.num_classes, key=key, seed=seed, progress=False)[0]
+        self.cfg, self.backend = cfg, backend or EmbeddedBackend("photos")
+        self.encode = self.backend.encode
+        self.clf = load_classifier(self.backend.data) if self.backend.kind == "embedded" else None
+        self.sample = lambda key, seed, n=cfg.num: self.backend.sample(make_sampler(key), n, seed=seed, progress=False).images
         negatives = cfg.num_negatives or cfg.num
-        heldout = load_dataset("photos", "heldout").images
-        self.real = heldout[np.random.default_rng(cfg.seed).permutation(len(heldout))[:negatives]]
+        self.real = self.backend.real_images(negatives, cfg.seed)
+        if self.real is None:
+            self.real = self.sample(None, cfg.seed + 3, negatives)
         self.clean = self.sample(None, cfg.seed, max(negatives, cfg.num))  # the first num share the positives' seeds
         unknown = set(cfg.schemes) - set(SCHEMES)
         if unknown:
@@ -122,10 +123,12 @@ class Bench:
 
             if DEFAULT not in self.keys:
                 raise ValueError("the crop search runs on the default scheme: keep it in `schemes`")
-            self.realigned = RealigningDetector(self.tok, self.detectors[DEFAULT])
+            if self.backend.kind != "embedded":
+                raise ValueError("the crop search runs on the embedded tokenizer's fixed 32x32 grid: drop --realign")
+            self.realigned = RealigningDetector(self.backend.tok, self.detectors[DEFAULT])
         self._observed: dict[str, np.ndarray] = {}
-        self.pyramids = {name: self.tok.encode(x) for name, x in self.marked.items()}
-        negatives = self.tok.encode(np.concatenate([self.clean, self.real]))
+        self.pyramids = {name: self.encode(x) for name, x in self.marked.items()}
+        negatives = self.encode(np.concatenate([self.clean, self.real]))
         self.untouched = {name: det.detect(negatives) for name, det in self.detectors.items()}  # un-attacked negatives
 
     def observed(self, scheme: str, n: int) -> np.ndarray:
@@ -135,7 +138,7 @@ class Bench:
         return self._observed[scheme]
 
     def z(self, scheme: str, images: np.ndarray) -> np.ndarray:
-        return self.detectors[scheme].detect(self.tok.encode(images)).z_score
+        return self.detectors[scheme].detect(self.encode(images)).z_score
 
 
 def _row(scheme: str, spec: str, pos: np.ndarray, neg: np.ndarray, **extra: Any) -> dict[str, Any]:
@@ -169,13 +172,13 @@ def attack_rows(bench: Bench, spec: str) -> list[dict[str, Any]]:
             neg = np.concatenate([bench.z(scheme, clean), bench.z(scheme, real)])
         if name in FORGERY:
             forged = attack(bench.clean, seed=seeds["clean"])
-            result = det.detect(bench.tok.encode(forged))
+            result = det.detect(bench.encode(forged))
             row = _row(scheme, spec, result.z_score, neg, forgery_success=float(result.is_watermarked.mean()),
                        psnr=psnr(forged, bench.clean), note="positives = forged clean samples; success = flagged by the detector's own 1% test")
             row["tpr_at_1pct"] = row["tpr_at_0.1pct"] = ""
         else:
             attacked = attack(marked, seed=seeds["pos"])
-            bits = bench.tok.encode(attacked)
+            bits = bench.encode(attacked)
             z_pos = bench.detectors[scheme].detect(bits).z_score
             row = _row(scheme, spec, z_pos, neg, bit_agreement=agreement(bench.pyramids[scheme], bits)["bits"],
                        psnr=psnr(attacked, marked))
@@ -237,7 +240,7 @@ def quality_rows(bench: Bench) -> list[dict[str, Any]]:
         if marked is not None:
             key, images = marked
             det = BitDetector(key)
-            pos, neg = (det.detect(bench.tok.encode(jpeg(x, seed=12))).z_score for x in (images, negatives))
+            pos, neg = (det.detect(bench.encode(jpeg(x, seed=12))).z_score for x in (images, negatives))
             row["delta"] = key.config.delta
             row["tpr_jpeg75"] = tpr_at_fpr(pos, neg, 0.01)
         rows.append(row)
@@ -251,11 +254,18 @@ def _read_done(path: Path) -> list[dict[str, Any]]:
         return list(csv.DictReader(f))
 
 
-def run(out: Path, cfg: Config, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) the benchmark into `out`; returns the paths written and the wall time."""
+def run(out: Path, cfg: Config, progress: bool = True, backend=None) -> dict[str, Any]:
+    """Run (or resume) the benchmark into `out`; returns the paths written and the wall time. backend: a
+    `bitmark.backends` generator (default embedded); what another cannot run is listed in the summary."""
+    from bitmark.backends import EmbeddedBackend
+
     torch.set_num_threads(1)
+    backend = backend or EmbeddedBackend("photos")
+    cfg.backend = backend.description if backend.kind != "embedded" else "embedded"
     out.mkdir(parents=True, exist_ok=True)
-    specs = cfg.attacks or default_specs()
+    specs, not_run = backend_specs(cfg.attacks or default_specs(), backend)
+    if backend.kind != "embedded":
+        cfg.baseline_num = {}
     cfg_file = out / "config.json"
     wanted = {**asdict(cfg), "attacks": specs, "deltas": list(cfg.deltas), "baseline_attacks": list(cfg.baseline_attacks)}
     if cfg_file.exists() and json.loads(cfg_file.read_text()) != wanted:
@@ -264,7 +274,7 @@ def run(out: Path, cfg: Config, progress: bool = True) -> dict[str, Any]:
     start = time.time()
     results = out / "results.csv"
     done = {r["spec"] for r in _read_done(results)}
-    bench = Bench(cfg)
+    bench = Bench(cfg, backend)
     todo = [s for s in specs if s not in done]
     with open(results, "a", newline="") as f:
         writer = csv.DictWriter(f, COLUMNS, restval="")
@@ -280,15 +290,19 @@ def run(out: Path, cfg: Config, progress: bool = True) -> dict[str, Any]:
         elif not any(r["scheme"].startswith("invisible") for r in _read_done(results)):
             for row in baseline_rows(bench, [s for s in cfg.baseline_attacks if s in specs]):
                 writer.writerow(row)
-    quality = quality_rows(bench)
-    with open(out / "quality.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, list(quality[1].keys()), restval="")
-        writer.writeheader()
-        writer.writerows(quality)
+    quality = quality_rows(bench) if bench.clf is not None else []
+    if quality:
+        with open(out / "quality.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, list(quality[1].keys()), restval="")
+            writer.writeheader()
+            writer.writerows(quality)
     rows = _read_done(results)
     wall = time.time() - start
     own_fpr = {name: float(d.is_watermarked.mean()) for name, d in bench.untouched.items()}
-    (out / "summary.md").write_text(summary(rows, quality, cfg, skipped, wall, own_fpr))
+    text = summary(rows, quality, cfg, skipped, wall, own_fpr)
+    if backend.kind != "embedded":
+        text = backend_note(backend, not_run, cfg) + text
+    (out / "summary.md").write_text(text)
     plots(rows, quality, out)
     return {"out": str(out), "wall_s": round(wall, 1), "rows": len(rows), "baseline": skipped or "ran"}
 
@@ -312,10 +326,11 @@ def summary(rows: list[dict], quality: list[dict], cfg: Config, skipped: str | N
     schemes = list(dict.fromkeys(r["scheme"] for r in rows))
     by = {(r["scheme"], r["spec"]): r for r in rows}
     neg = min(cfg.num_negatives or cfg.num, 950)
+    real = "held-out real crops" if cfg.backend == "embedded" else "clean samples of a second draw (as 'real')"
     lines = [
         "# Robustness and quality", "",
         f"N = {cfg.num} watermarked samples per scheme, {max(neg, cfg.num)} clean samples (the first {cfg.num} with the "
-        f"positives' seeds and classes) and {neg} held-out real crops; thresholds from the clean + real negatives "
+        f"positives' seeds and classes) and {neg} {real}; thresholds from the clean + real negatives "
         f"under the same attack; {wall / 60:.1f} min on {cpu_name()}, 1 thread (this run; a resumed run counts "
         "its last part).", "",
         "## TPR at 1% FPR (headline attacks)", "",
@@ -335,14 +350,16 @@ def summary(rows: list[dict], quality: list[dict], cfg: Config, skipped: str | N
                   "| scheme | attack | strength | success | PSNR |", "|---|---|---|---|---|"]
         lines += [f"| {r['scheme']} | {r['attack']} | {r['strength']} | {_fmt(r['forgery_success'])} | {_fmt(r['psnr'])} |" for r in forgeries]
         lines.append("")
-    lines += ["## Quality cost of the mark (frozen classifier features; default rule)", "",
-              "| set | FD to real | FD to clean | KID to real | precision | recall | TPR@1% after JPEG 75 |",
-              "|---|---|---|---|---|---|---|"]
-    for q in quality:
-        lines.append(f"| {q['set']} | {_fmt(q['fd_to_real'])} | {_fmt(q['fd_to_clean'])} | {_fmt(q['kid_to_real'])} | "
-                     f"{_fmt(q['precision'])} | {_fmt(q['recall'])} | {_fmt(q['tpr_jpeg75'])} |")
-    lines += ["", f"Clean samples: FD to real {_fmt(quality[0]['fd_clean_to_real'])}. The noise floor is the second clean "
-              "draw's FD to the clean samples.", "", "## Every row", "",
+    if quality:
+        lines += ["## Quality cost of the mark (frozen classifier features; default rule)", "",
+                  "| set | FD to real | FD to clean | KID to real | precision | recall | TPR@1% after JPEG 75 |",
+                  "|---|---|---|---|---|---|---|"]
+        for q in quality:
+            lines.append(f"| {q['set']} | {_fmt(q['fd_to_real'])} | {_fmt(q['fd_to_clean'])} | {_fmt(q['kid_to_real'])} | "
+                         f"{_fmt(q['precision'])} | {_fmt(q['recall'])} | {_fmt(q['tpr_jpeg75'])} |")
+        lines += ["", f"Clean samples: FD to real {_fmt(quality[0]['fd_clean_to_real'])}. The noise floor is the second "
+                  "clean draw's FD to the clean samples.", ""]
+    lines += ["## Every row", "",
               "| scheme | spec | TPR@1% | AUC | z pos | z neg | bit agreement | PSNR |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['scheme']} | {r['spec']} | {_fmt(r['tpr_at_1pct'] or r['forgery_success'])} | {_fmt(r['auc'])} | "
@@ -384,6 +401,8 @@ def plots(rows: list[dict], quality: list[dict], out: Path) -> None:
     fig.savefig(out / "robustness.png", dpi=70)
     plt.close(fig)
     marked = [q for q in quality if _num(q["tpr_jpeg75"]) is not None]
+    if not marked:
+        return
     fig, ax = plt.subplots(figsize=(4.5, 3.5))
     cost, tpr = [float(q["fd_to_clean"]) for q in marked], [float(q["tpr_jpeg75"]) for q in marked]
     ax.plot(cost, tpr, marker="o")

@@ -30,6 +30,7 @@ from bitmark.detectors import stats
 from bitmark.detectors.inputs import check_pyramid, check_weights
 
 NULLS = ("self-normalised", "binomial")
+COUNTINGS = ("token", "stream")
 
 
 def default_null(rule: str) -> str:
@@ -89,6 +90,9 @@ class BitDetector:
              pseudo-positions, so that cells with few positions (coarse scales) keep their signal
              instead of having it absorbed by their own estimate. Any key-independent q keeps the
              statistic exact: for a random key, sum (2g - 1)(b - q) has mean 0 and variance sum (b - q)^2.
+    counting: "token" (default: the pairs of a context inside each token) or "stream" (the published BitMark
+             detector's count for the `bitmark-2025` rule: the watermarked scales as one bit stream, every
+             overlapping pair, token and scale joins included; `bitmark.detectors.stream`). Binomial null.
     rule, context, delta: optional assertions; a value that differs from the key file's is refused.
     """
 
@@ -105,6 +109,7 @@ class BitDetector:
         rule: str | None = None,
         context: int | None = None,
         delta: float | None = None,
+        counting: str = "token",
     ):
         cfg = key.config
         cfg.check_matches(rule=rule, context=context, delta=delta)
@@ -116,6 +121,14 @@ class BitDetector:
             raise ValueError(
                 f"the self-normalised null needs the keyed-spatial rule; with {cfg.rule!r} all positions "
                 "of a cell share one green value, so a null fitted per cell absorbs the mark. Use null='binomial'."
+            )
+        if counting not in COUNTINGS:
+            raise ValueError(f"unknown counting {counting!r}; choose one of {', '.join(COUNTINGS)}")
+        if counting == "stream" and (cfg.rule != "bitmark-2025" or cfg.context != 2 or null != "binomial"
+                                     or unique or weights is not None):
+            raise ValueError(
+                "stream counting is the published detector's count for the bitmark-2025 rule with n = 2: it needs "
+                f"that rule (the key has {cfg.rule!r}, n = {cfg.context}), the binomial null, no unique counting and no weights"
             )
         if unique and null != "binomial":
             raise ValueError("unique counting applies to the binomial null only")
@@ -130,6 +143,7 @@ class BitDetector:
         self.weights = check_weights(weights)
         self.prior = None if prior is None else [torch.as_tensor(np.asarray(p), dtype=torch.float64) for p in prior]
         self.prior_strength = float(prior_strength)
+        self.counting = counting
 
     def _scored(self, s: int) -> bool:
         return self.key.config.watermarks(s) and (self.scales is None or s in self.scales)
@@ -186,8 +200,13 @@ class BitDetector:
         if d < self.rule.n:
             raise ValueError(f"tokens of {d} bits have no position with a full context of width n={self.rule.n}")
         per_scale = torch.zeros(4, B, num_scales, dtype=torch.float64)
+        if self.counting == "stream":
+            from bitmark.detectors.stream import stream_counts
+
+            scored, green = stream_counts(pyramid, [s for s in range(num_scales) if self._scored(s)])
+            per_scale[0], per_scale[1], per_scale[2], per_scale[3] = scored, green, scored / 2, scored / 4
         for s, bits in enumerate(pyramid):
-            if self._scored(s):
+            if self.counting == "token" and self._scored(s):
                 per_scale[:, :, s] = self.scale_stats(self.cell_counts(bits, s), s)
         scored, green, expected, _ = per_scale.sum(-1).numpy()
         if self.null == "binomial" and self.weights is None:

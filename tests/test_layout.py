@@ -20,12 +20,13 @@ BELOW = {
     "io": {"core", "io"},
     "models": {"core", "io", "models"},
     "adapters": {"core", "io", "models", "adapters"},
+    "backends": {"core", "io", "models", "adapters", "backends"},
     "detectors": {"core", "io", "models", "adapters", "detectors"},
     "attacks": {"core", "io", "models", "attacks"},
-    "evaluation": {"core", "io", "models", "adapters", "detectors", "attacks", "evaluation"},
-    "training": {"core", "io", "models", "adapters", "detectors", "attacks", "evaluation", "training"},
-    "benchmarks": {"core", "io", "models", "adapters", "detectors", "attacks", "evaluation", "training", "benchmarks"},
-    "cli": {"core", "io", "models", "adapters", "detectors", "attacks", "evaluation", "training", "benchmarks", "cli"},
+    "evaluation": {"core", "io", "models", "adapters", "backends", "detectors", "attacks", "evaluation"},
+    "training": {"core", "io", "models", "adapters", "backends", "detectors", "attacks", "evaluation", "training"},
+    "benchmarks": {"core", "io", "models", "adapters", "backends", "detectors", "attacks", "evaluation", "training", "benchmarks"},
+    "cli": {"core", "io", "models", "adapters", "backends", "detectors", "attacks", "evaluation", "training", "benchmarks", "cli"},
 }
 
 

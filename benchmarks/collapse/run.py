@@ -24,8 +24,13 @@ log = logging.getLogger(__name__)
 
 
 def run(out: Path, preset: str = "full", seeds: int | None = None, generations: int | None = None,
-        progress: bool = True) -> dict[str, Any]:
+        progress: bool = True, backend=None) -> dict[str, Any]:
+    """backend: the embedded one only (each generation retrains the generator; another backend is refused)."""
+    from bitmark.backends import require
     from bitmark.evaluation.provenance import command, machine
+
+    if backend is not None:
+        require(backend, "bitmark collapse", retrainable=True)
 
     torch.set_num_threads(1)
     cfg = replace(PRESETS[preset], **{k: v for k, v in (("seeds", seeds), ("generations", generations)) if v is not None})

@@ -6,12 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
+from bitmark.cli.backend_options import add_backend_arguments, backend_from_args
 from bitmark.cli.common import EXIT_OK, UsageError
 
 
 def add_parser(sub) -> None:
     b = sub.add_parser("bench", help="run a benchmark: speed, null, recoverability, robustness, radioactivity")
-    b.add_argument("name", choices=("speed", "null", "recoverability", "robustness", "radioactivity"))
+    b.add_argument("name", choices=("speed", "null", "recoverability", "robustness", "radioactivity", "compat"))
     b.add_argument("--repeats", type=int, default=5, help="speed: timing repeats (best is kept)")
     b.add_argument("--num", type=int, default=None, help="null: pyramids per source (5000); recoverability: samples of each kind (200); robustness: watermarked samples per scheme (500)")
     b.add_argument("--data", default="photos", help="recoverability: which shipped models")
@@ -24,11 +25,19 @@ def add_parser(sub) -> None:
     b.add_argument("--no-baselines", action="store_true", help="robustness: skip invisible-watermark even when installed")
     b.add_argument("--out", default=None, help="robustness, radioactivity: output folder (an unfinished run there resumes)")
     b.add_argument("--json", action="store_true")
+    add_backend_arguments(b)
     b.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.name == "speed":
+    if args.backend != "embedded" and args.name in ("speed", "null"):
+        raise UsageError(f"bench {args.name} measures the sampler and detector on the embedded model and synthetic bits; it takes no --backend")
+    backend = backend_from_args(args)
+    if args.name == "compat":
+        from bitmark.benchmarks.compat import run
+
+        run(backend, num=args.num or 64, as_json=args.json)
+    elif args.name == "speed":
         from bitmark.benchmarks.speed import run
 
         run(as_json=args.json, repeats=args.repeats)
@@ -52,16 +61,16 @@ def run(args: argparse.Namespace) -> int:
             cfg.baseline_num = {}
         if not args.out:
             raise UsageError("give --out DIR for the results")
-        result = robustness.run(Path(args.out), cfg)
+        result = robustness.run(Path(args.out), cfg, backend=backend)
         print(json.dumps(result) if args.json else (Path(args.out) / "summary.md").read_text())
     elif args.name == "radioactivity":
         from bitmark.benchmarks.radioactivity import run
 
         if not args.out:
             raise UsageError("bench radioactivity needs --out DIR (finished arms there are reused)")
-        run(args.out, quick=args.quick, as_json=args.json, data=args.data)
+        run(args.out, quick=args.quick, as_json=args.json, data=args.data, backend=backend)
     else:
         from bitmark.benchmarks.recoverability import run
 
-        run(data=args.data, num=args.num or 200, as_json=args.json)
+        run(data=args.data, num=args.num or 200, as_json=args.json, backend=backend)
     return EXIT_OK

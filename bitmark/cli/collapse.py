@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from bitmark.cli.backend_options import add_backend_arguments, backend_from_args
 from bitmark.cli.common import EXIT_OK
 
 
@@ -16,12 +17,14 @@ def add_parser(sub) -> None:
     c.add_argument("--seeds", type=int, default=None, help="override the preset's number of seeds")
     c.add_argument("--generations", type=int, default=None, help="override the preset's T")
     c.add_argument("--json", action="store_true")
+    add_backend_arguments(c)
     c.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from bitmark.benchmarks.collapse.run import run
 
-    r = run(Path(args.out), preset="quick" if args.quick else "full", seeds=args.seeds, generations=args.generations)
+    r = run(Path(args.out), preset="quick" if args.quick else "full", seeds=args.seeds, generations=args.generations,
+            backend=backend_from_args(args))
     print(json.dumps(r) if args.json else f"wrote {args.out}/generations.csv, collapse.png, summary.md ({r['wall_s']:.0f} s)")
     return EXIT_OK

@@ -70,6 +70,10 @@ def _fmt(v: Any) -> str:
 
 def image_encoder(args: argparse.Namespace):
     """The encoder that turns image INPUTs into bits: the shipped tokenizer, or Infinity's VAE."""
+    if getattr(args, "backend", "embedded") == "infinity":
+        from bitmark.cli.backend_options import backend_from_args
+
+        return backend_from_args(args, sampling=False)
     try:
         if args.encoder == "infinity":
             from bitmark.adapters import infinity

@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bitmark.cli.backend_options import add_backend_arguments, backend_from_args
 from bitmark.cli.common import EXIT_OK, UsageError, add_allow_shared_key, emit, load_key
 from bitmark.core.keys import WatermarkKey
 
@@ -27,6 +28,7 @@ def add_parser(sub) -> None:
     m.add_argument("--num", type=int, default=16, help="samples of each kind")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--json", action="store_true")
+    add_backend_arguments(m)
     m.set_defaults(func=run)
 
 
@@ -35,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
 
     key = load_key(args.key, args.allow_shared_key) if args.key else None
     try:
-        rows = image_demo(Path(args.out), num=args.num, seed=args.seed, data=args.data, key=key)
+        backend = None if args.backend == "embedded" else backend_from_args(args)
+        rows = image_demo(Path(args.out), num=args.num, seed=args.seed, data=args.data, key=key, backend=backend)
     except MissingWeights as e:
         raise UsageError(str(e)) from e
     emit(rows, args.json, ("sample", "class", "watermarked", "z_score", "log10_p", "is_watermarked"))
@@ -44,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
         fp = sum(r["is_watermarked"] for r in rows if not r["watermarked"])
         n = len(rows) // 2
         print(f"\nflagged {tp}/{n} watermarked and {fp}/{n} clean samples at 1% FPR, detected from the PNG files")
+        if backend is not None:
+            print(f"backend: {backend.description}")
         print(f"grid: {args.out}/demo-grid.png; try: bitmark detect --key {args.key or args.out + '/demo-key.json'} {args.out}")
     return EXIT_OK
 
@@ -63,17 +68,17 @@ def annotated_grid(images: np.ndarray, labels: list[str], scale: int = 3, column
     return grid
 
 
-def image_demo(out: Path, num: int = 16, seed: int = 0, data: str = "photos", key: WatermarkKey | None = None) -> list[dict]:
+def image_demo(out: Path, num: int = 16, seed: int = 0, data: str = "photos", key: WatermarkKey | None = None,
+               backend=None) -> list[dict]:
     """Key (fresh unless given) -> `num` watermarked and `num` clean samples (same classes and seeds) ->
-    PNG files -> detection from the files -> rows, plus an annotated grid (demo-grid.png)."""
+    PNG files -> detection from the files -> rows, plus an annotated grid (demo-grid.png).
+    backend: a `bitmark.backends` generator (default: the shipped one of `data`)."""
     import numpy as np
-    import torch
 
+    from bitmark.backends import EmbeddedBackend, make_sampler
     from bitmark.detectors import BitDetector
     from bitmark.detectors.image_detector import ImageDetector
     from bitmark.io.images import save_png
-    from bitmark.models import classes, load_generator
-    from bitmark.models.sampling import sample_images
 
     out.mkdir(parents=True, exist_ok=True)
     if key is None:
@@ -82,17 +87,19 @@ def image_demo(out: Path, num: int = 16, seed: int = 0, data: str = "photos", ke
         key = WatermarkKey.generate()
         key.save(key_path)
         log.info("key %s written to %s", key.key_id, key_path)
-    gen, tok = load_generator(data)
-    names = classes(data)
-    idx = torch.arange(num) % len(names)
+    backend = backend or EmbeddedBackend(data)
+    names = backend.class_names() if backend.kind == "embedded" else None
     rows, grid_images, labels = [], [], []
-    detector = ImageDetector(tok, BitDetector(key, fpr=0.01))
+    detector = ImageDetector(backend, BitDetector(key, fpr=0.01))
     for kind, k in (("watermarked", key), ("clean", None)):
-        images, _ = sample_images(gen, tok, idx, key=k, seed=seed)
+        drawn = backend.sample(make_sampler(k), num, seed=seed)
+        images = drawn.images
         paths = [save_png(out / f"{kind}-{i:02d}.png", im) for i, im in enumerate(images)]
         for i, r in enumerate(detector.detect_files(paths)):
-            rows.append({"sample": paths[i].name, "class": names[int(idx[i])], "watermarked": k is not None, **r})
+            c = drawn.conditioning[i]
+            rows.append({"sample": paths[i].name, "class": names[c] if names else c, "watermarked": k is not None, **r})
             labels.append(f"{'WM' if k else 'clean'} z={r['z_score']:.1f}{' *' if r['is_watermarked'] else ''}")
         grid_images.append(images)
-    annotated_grid(np.concatenate(grid_images), labels).save(out / "demo-grid.png")
+    side = grid_images[0].shape[2]
+    annotated_grid(np.concatenate(grid_images), labels, scale=max(1, 96 // side)).save(out / "demo-grid.png")
     return rows

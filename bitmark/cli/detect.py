@@ -17,7 +17,7 @@ from bitmark.cli.common import (
     load_key,
     scales_list,
 )
-from bitmark.cli.infinity_options import add_cli_arguments
+from bitmark.cli.backend_options import add_backend_arguments
 from bitmark.core.keys import RULES, ConfigMismatch
 from bitmark.io.folders import IMAGE_SUFFIXES, PYRAMID_SUFFIXES, iter_entries, unreadable_reason
 
@@ -51,12 +51,13 @@ def add_parser(sub) -> None:
     d.add_argument("--context", type=int, default=None, help="refuse unless the key uses this n")
     d.add_argument("--delta", type=float, default=None, help="refuse unless the key uses this delta")
     d.add_argument("--json", action="store_true", help="JSON lines, one per image")
+    d.add_argument("--counting", choices=("token", "stream"), default="token", help="stream: the published BitMark detector's count (bitmark-2025 keys)")
     d.add_argument("--encoder", choices=("tokenizer", "infinity"), default="tokenizer",
                    help="what reads image INPUTs into bits: the shipped tokenizer (default) or Infinity's VAE")
     d.add_argument("--data", default="photos", help="tokenizer: which shipped tokenizer (or a weights path)")
     d.add_argument("--realign", action="store_true",
                    help="also try undoing centre crops (140 boxes; p-values Bonferroni-corrected): finds cropped marks, costs some JPEG robustness")
-    add_cli_arguments(d)
+    add_backend_arguments(d)
     d.set_defaults(func=run)
 
 
@@ -74,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
             rule=args.rule,
             context=args.context,
             delta=args.delta,
+            counting=args.counting,
         )
     except (ConfigMismatch, ValueError) as e:
         raise UsageError(str(e)) from e
@@ -152,7 +154,7 @@ def _image_detector(args: argparse.Namespace, detector):
     if args.realign:
         from bitmark.detectors.realign import RealigningDetector
 
-        if args.encoder != "tokenizer":
+        if args.encoder != "tokenizer" or args.backend != "embedded":
             raise UsageError("--realign works with the shipped tokenizer's fixed image size only")
         return RealigningDetector(image_encoder(args), detector)
     return ImageDetector(image_encoder(args), detector)

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from bitmark.cli.backend_options import add_backend_arguments, backend_from_args
 from bitmark.cli.common import EXIT_OK, UsageError, add_allow_shared_key, load_key
 from bitmark.core.keys import WatermarkKey
 
@@ -27,6 +28,7 @@ def add_parser(sub) -> None:
     g.add_argument("--top-p", type=float, default=1.0, help="per-bit top-p, applied after the watermark's bias")
     g.add_argument("--overwrite", action="store_true", help="replace the samples in a non-empty --out folder")
     g.add_argument("--json", action="store_true")
+    add_backend_arguments(g)
     g.set_defaults(func=run)
 
 
@@ -46,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         rows = generate_files(
             Path(args.out), args.num, key=key, data=args.data, class_name=args.class_name, seed=args.seed,
             overwrite=args.overwrite, cfg_scale=args.cfg, temperature=args.temperature, top_p=args.top_p,
+            backend=None if args.backend == "embedded" else backend_from_args(args),
         )
     except (MissingWeights, ValueError) as e:
         raise UsageError(str(e)) from e
@@ -78,31 +81,52 @@ def _clear_samples(out: Path) -> None:
 
 def generate_files(
     out: Path, num: int, key: WatermarkKey | None, data: str = "photos", class_name: str | None = None, seed: int = 0,
-    overwrite: bool = False, **options: Any,
+    overwrite: bool = False, backend=None, **options: Any,
 ) -> list[dict[str, Any]]:
     """Write `num` PNGs and a samples.jsonl sidecar (file, seed, index, class, key id, watermarked).
 
     A folder that holds anything is refused unless `overwrite`; then the previous samples and sidecar are
-    removed once the new ones are drawn, so the sidecar lists exactly the PNGs in the folder."""
-    from bitmark.io.images import save_png
+    removed once the new ones are drawn, so the sidecar lists exactly the PNGs in the folder.
+    backend: None for the shipped generator, or a `bitmark.backends` generator sampled with its own default
+    conditioning (Infinity: the prompt set, in the sidecar's "prompt" field) and its own sampling settings.
+    """
     from bitmark.models import classes, load_generator
     from bitmark.models.sampling import check_sampling, class_indices, sample_images
 
     check_sampling(num, **{k: v for k, v in options.items() if k in ("cfg_scale", "temperature", "top_p")})
     out = Path(out)
     check_out(out, overwrite)
+    if backend is not None:
+        drawn = backend_samples(backend, num, key, seed, options.get("top_p", 1.0))
+        return _write(out, drawn, key, seed, {"backend": backend.description}, field=backend.conditioning)
     gen, tok = load_generator(data)
     names = classes(data)
     idx = class_indices(num, names, class_name)
     images, _ = sample_images(gen, tok, idx, key=key, seed=seed, **options)
+    return _write(out, (images, [names[c] for c in idx.tolist()]), key, seed, options)
+
+
+def backend_samples(backend, num: int, key: WatermarkKey | None, seed: int, top_p: float):
+    """(images, conditioning) of `num` samples drawn from a backend."""
+    from bitmark.backends import make_sampler
+
+    samples = backend.sample(make_sampler(key, top_p=top_p), num, seed=seed)
+    return samples.images, samples.conditioning
+
+
+def _write(out: Path, drawn, key: WatermarkKey | None, seed: int, options: dict[str, Any],
+           field: str = "class") -> list[dict[str, Any]]:
+    from bitmark.io.images import save_png
+
+    images, labels = drawn
     out.mkdir(parents=True, exist_ok=True)
     _clear_samples(out)
     rows = []
     with open(out / SIDECAR, "w") as sidecar:
-        for i, (image, c) in enumerate(zip(images, idx.tolist())):
+        for i, (image, c) in enumerate(zip(images, labels)):
             name = f"{'wm' if key else 'clean'}-s{seed}-{i:05d}.png"
             save_png(out / name, image)
-            row = {"file": name, "seed": seed, "index": i, "class": names[c], "key_id": key.key_id if key else None,
+            row = {"file": name, "seed": seed, "index": i, field: c, "key_id": key.key_id if key else None,
                    "watermarked": key is not None, **options}
             sidecar.write(json.dumps(row) + "\n")
             rows.append(row)

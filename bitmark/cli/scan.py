@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from bitmark.cli.backend_options import add_backend_arguments
 from bitmark.cli.common import EXIT_OK, EXIT_UNREADABLE, add_allow_shared_key, image_encoder, load_key
 
 
@@ -20,6 +21,7 @@ def add_parser(sub) -> None:
     s.add_argument("--encoder", choices=("tokenizer",), default="tokenizer")
     s.add_argument("--data", default="photos", help="which shipped tokenizer (or a weights path)")
     s.add_argument("--json", action="store_true")
+    add_backend_arguments(s)
     s.set_defaults(func=run)
 
 

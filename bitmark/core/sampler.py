@@ -21,6 +21,8 @@ import torch
 from bitmark.core.keys import WatermarkKey
 from bitmark.core.rules import GreenRule
 
+PUBLISHED_BIAS_FROM = 2  # the published BitMark code biases bits 2..d-1 of a token and leaves bits 0 and 1 alone
+
 
 def log_odds(logits: torch.Tensor) -> torch.Tensor:
     """(B, L, d, 2) two-way logits or (B, L, d) log-odds of bit = 1  ->  float (B, L, d) log-odds."""
@@ -48,16 +50,18 @@ def bit_probability(lo: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> tor
     return torch.where(forced, (lo >= 0).to(p.dtype), p)
 
 
-def chain_loop(lo, u, table, n, delta, top_k=0, top_p=1.0):
+def chain_loop(lo, u, table, n, delta, top_k=0, top_p=1.0, start=None):
     """Reference watermarked chain: for j = 0..d-1, bias bit j toward its green value, then sample it.
 
-    lo, u: (B, L, d); table: bool (L or 1, d, 2^(n-1)). Returns bool bits (B, L, d).
+    lo, u: (B, L, d); table: bool (L or 1, d, 2^(n-1)); start: the first biased bit index (default n-1,
+    the first with a full context). Returns bool bits (B, L, d).
     """
     B, L, d = lo.shape
+    start = n - 1 if start is None else start
     bits = torch.zeros(B, L, d, dtype=torch.bool, device=lo.device)
     for j in range(d):
         logit = lo[..., j]
-        if j >= n - 1:
+        if j >= start:
             ctx = torch.zeros(B, L, dtype=torch.long, device=lo.device)
             for k in range(1, n):
                 ctx |= bits[..., j - k].long() << (k - 1)
@@ -74,7 +78,7 @@ def _draw(lo_biased: torch.Tensor, u: torch.Tensor, top_k: int, top_p: float) ->
     return u < lo_biased.sigmoid_()
 
 
-def chain_fast(lo, u, table, n, delta, top_k=0, top_p=1.0):
+def chain_fast(lo, u, table, n, delta, top_k=0, top_p=1.0, start=None):
     """Same bits as `chain_loop`, with the per-bit work done for all j at once.
 
     Given the uniforms, bit j can take only two values: `up` (if its green value is 1) or `down` (if 0).
@@ -86,7 +90,7 @@ def chain_fast(lo, u, table, n, delta, top_k=0, top_p=1.0):
     """
     B, L, d = lo.shape
     bias = torch.zeros(d, device=lo.device)
-    bias[n - 1 :] = delta  # unscored bits (j < n-1) carry no bias, so up == down == plain there
+    bias[n - 1 if start is None else start :] = delta  # unbiased bits (j < start) have up == down == plain
     up = _draw(lo + bias, u, top_k, top_p)
     down = _draw(lo - bias, u, top_k, top_p)
     table = table.to(lo.device)
@@ -167,6 +171,8 @@ class WatermarkSampler(PlainSampler):
     """Samples bits with the key's watermark (rule, context width n, delta and scales from the key).
 
     impl: "fast" (default) or "loop" (readable reference); both give identical bits.
+    bias_from: the first bit index of a token that is biased (default n-1, every bit with a full context).
+             The published BitMark code biases bits 2..d-1 only: `bias_from=PUBLISHED_BIAS_FROM`.
     """
 
     def __init__(
@@ -176,11 +182,16 @@ class WatermarkSampler(PlainSampler):
         top_p: float = 1.0,
         record: bool = False,
         impl: str = "fast",
+        bias_from: int | None = None,
     ):
         super().__init__(top_k, top_p, record)
         if impl not in ("fast", "loop"):
             raise ValueError(f"impl must be 'fast' or 'loop', got {impl!r}")
+        n = key.config.context
+        if bias_from is not None and not (isinstance(bias_from, int) and bias_from >= n - 1):
+            raise ValueError(f"bias_from must be an integer >= n-1 = {n - 1} (a biased bit needs a full context), got {bias_from!r}")
         self.key, self.rule, self.impl = key, GreenRule(key), impl
+        self.bias_from = n - 1 if bias_from is None else bias_from
 
     def _sample(self, lo: torch.Tensor, u: torch.Tensor, scale: int, h: int, w: int) -> torch.Tensor:
         cfg = self.key.config
@@ -188,7 +199,7 @@ class WatermarkSampler(PlainSampler):
             return super()._sample(lo, u, scale, h, w)
         table = self.rule.table(scale, h, w, lo.shape[-1])
         chain = chain_fast if self.impl == "fast" else chain_loop
-        return chain(lo, u, table, cfg.context, cfg.delta, self.top_k, self.top_p)
+        return chain(lo, u, table, cfg.context, cfg.delta, self.top_k, self.top_p, start=self.bias_from)
 
 
-__all__ = ["PlainSampler", "WatermarkSampler", "chain_loop", "chain_fast", "log_odds"]
+__all__ = ["PUBLISHED_BIAS_FROM", "PlainSampler", "WatermarkSampler", "chain_loop", "chain_fast", "log_odds"]

@@ -126,8 +126,9 @@ def _mask_like_sampled(pairs: torch.Tensor, bits: torch.Tensor, sampler: PlainSa
     if isinstance(sampler, WatermarkSampler) and sampler.key.config.watermarks(s) and sampler.key.config.delta:
         n, d = sampler.rule.n, bits.shape[-1]
         green = sampler.rule.green_values(sampler.rule.table(s, h, w, d), contexts(bits, n)).to(lo.device)
+        start = getattr(sampler, "bias_from", n - 1)
         bias = torch.zeros_like(lo)
-        bias[..., n - 1 :] = sampler.key.config.delta * (2.0 * green.to(lo.dtype) - 1.0)
+        bias[..., start:] = sampler.key.config.delta * (2.0 * green[..., start - (n - 1) :].to(lo.dtype) - 1.0)
         lo = lo + bias
         half = (bias / 2).to(pairs.dtype)
         pairs[..., 1] += half

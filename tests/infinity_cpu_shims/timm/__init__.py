@@ -1,0 +1,1 @@
+"""The three timm names Infinity's model code imports (CPU test shim; see ../README.md)."""

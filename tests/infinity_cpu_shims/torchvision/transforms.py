@@ -1,0 +1,1 @@
+"""Empty: Infinity's VAE module imports torchvision.transforms but inference does not use it (CPU test shim)."""
