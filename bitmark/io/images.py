@@ -13,6 +13,7 @@ the file's row and go on.
 
 from __future__ import annotations
 
+import io
 import logging
 import warnings
 from pathlib import Path
@@ -63,13 +64,15 @@ def fit(image: np.ndarray, size: int) -> np.ndarray:
     return resized[top : top + size, left : left + size]
 
 
-def load_image(path: str | Path, size: int | None = None) -> np.ndarray:
-    """Read one image file as uint8 RGB (H, W, 3), optionally fitted to size x size (see module doc)."""
+def load_image(path: str | Path, size: int | None = None, data: bytes | None = None) -> np.ndarray:
+    """Read one image file as uint8 RGB (H, W, 3), optionally fitted to size x size (see module doc).
+
+    `data`: the file's bytes, already read (a table of image bytes); `path` then only names it in errors."""
     path = Path(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(path if data is None else io.BytesIO(data)) as img:
                 w, h = img.size
                 if w * h > MAX_PIXELS:
                     raise ImageError(f"{path}: {w}x{h} is over the {MAX_PIXELS:,}-pixel limit")
