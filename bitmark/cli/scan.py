@@ -46,7 +46,12 @@ def run(args: argparse.Namespace) -> int:
     inputs = list(args.inputs)
     options = {}
     if args.engine == "ray":
-        from bitmark.detectors.scan_ray import EncoderSpec
+        try:
+            from bitmark.detectors.scan_ray import EncoderSpec, import_ray
+
+            import_ray()
+        except ImportError as e:
+            raise UsageError(str(e)) from None
 
         options = dict(workers=args.workers, cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,
                        paths_from=args.paths_from, encoder_spec=EncoderSpec(args.data))
