@@ -85,7 +85,12 @@ class Manifest:
         self._out = open(path, "a", encoding="utf-8")
 
     def append(self, rows: Sequence[dict[str, Any]]) -> None:
-        fresh = [r for r in rows if row_path(r) not in self.done]  # a retried task may repeat a file
+        fresh, seen = [], set()  # a retried task, or a table listing a file twice, may repeat a file
+        for r in rows:
+            p = row_path(r)
+            if p not in self.done and p not in seen:
+                fresh.append(r)
+                seen.add(p)
         self._out.write("".join(row_line(r) for r in fresh))
         self._out.flush()
         os.fsync(self._out.fileno())

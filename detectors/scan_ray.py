@@ -117,7 +117,7 @@ def _start(ray, workers: int | None, cpus_per_worker: float, gpus_per_worker: fl
             ray.init(log_to_driver=False)
         else:
             n = workers or max(1, (os.cpu_count() or 2) - 1)
-            ray.init(num_cpus=math.ceil(n * cpus_per_worker) + 1, include_dashboard=False, log_to_driver=False,
+            ray.init(address="local", num_cpus=math.ceil(n * cpus_per_worker) + 1, include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
             started = True
     if workers is None:
@@ -162,7 +162,8 @@ def scan_ray(
         try:
             ds = _dataset(ray, todo, paths_from if has_bytes else None, batch_size)
             ds = ds.map_batches(
-                _Scorer, batch_size=batch_size, batch_format="numpy", concurrency=workers,
+                _Scorer, batch_size=batch_size, batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=workers),
                 num_cpus=cpus_per_worker, num_gpus=gpus_per_worker or None,
                 fn_constructor_args=(key.to_dict(), fpr, batch_size, spec, header["encoder"], int(cpus_per_worker)),
             )
