@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,7 +159,9 @@ def scan_ray(
         todo = todo[:limit] if limit is not None else todo
         if not todo:
             return {**m.summary(remaining, keep_list), "engine": "ray", "workers": 0}
+        t0 = time.perf_counter()
         workers, started = _start(ray, workers, cpus_per_worker, gpus_per_worker)
+        first: tuple[float, int] | None = None  # (seconds, rows) when the first batch reached the manifest
         try:
             ds = _dataset(ray, todo, paths_from if has_bytes else None, batch_size)
             ds = ds.map_batches(
@@ -173,11 +176,15 @@ def scan_ray(
                     rows = [json.loads(r) for r in out["row"]]
                     m.append(rows)
                     bar.update(len(rows))
+                    first = first or (time.perf_counter() - t0, len(rows))
         finally:
             if started:
                 ray.shutdown()
+        total = time.perf_counter() - t0
         summary = m.summary(remaining, keep_list)
-    return {**summary, "engine": "ray", "workers": workers}
+    timing = {"total_s": round(total, 3), "first_rows_s": round(first[0], 3) if first else None,
+              "first_rows": first[1] if first else 0}
+    return {**summary, "engine": "ray", "workers": workers, "timing": timing}
 
 
 def _dataset(ray, todo: Sequence[str], bytes_table: str | Path | None, batch_size: int):
