@@ -29,7 +29,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from bitmark.detectors.manifest import encoder_identity, make_header, path_fields
+from bitmark.detectors.manifest import encoder_identity, make_header, norm_path, path_fields
 from bitmark.detectors.scan import list_inputs, open_manifest, score_files
 
 log = logging.getLogger(__name__)
@@ -142,16 +142,16 @@ def scan_ray(
     spec = encoder if encoder is not None else (encoder_spec or EncoderSpec())
     local_encoder = encoder if encoder is not None else spec.build()  # the driver names it in the header
     header = make_header(key, fpr, local_encoder, BitDetector(key, fpr=fpr))
-    paths, has_bytes = list_inputs(inputs), False
+    inputs, has_bytes = list(inputs), False
     if paths_from is not None and str(paths_from).endswith(".parquet"):
         table_paths, has_bytes = read_path_table(paths_from)
-        if has_bytes and paths:
+        if has_bytes and inputs:
             raise ValueError("a Parquet table of image bytes is scanned on its own, without folders")
-        paths += list(dict.fromkeys(os.path.abspath(p) for p in table_paths))
-    elif paths_from is not None:
+        paths = list(dict.fromkeys(list_inputs(inputs) + [norm_path(p) for p in table_paths]))
+    else:
         from bitmark.detectors.manifest import read_path_list
 
-        paths = list(dict.fromkeys(paths + [os.path.abspath(p) for p in read_path_list(paths_from)]))
+        paths = list_inputs(inputs + (read_path_list(paths_from) if paths_from is not None else []))
 
     with open_manifest(manifest, header) as m:
         todo = [p for p in paths if p not in m.done]

@@ -136,3 +136,17 @@ def test_a_non_utf8_file_name_round_trips_through_manifest_and_keep_list(scrape,
     assert main(args) == 1 and json.loads(out.read_text().splitlines()[0])["bitmark_manifest"] == 1
     assert len(manifest_rows(out)) == 14  # the rerun scanned nothing again, the odd name included
     assert keep.read_bytes().split(b"\n") == kept
+
+
+def test_a_list_of_paths(scrape, tmp_path, monkeypatch, capsys):
+    """`--paths-from`: one name a line (bytes, so the non-UTF-8 name too); a missing file gets an error row."""
+    root, _, odd = scrape
+    listing = tmp_path / "list.txt"
+    monkeypatch.chdir(root)
+    listing.write_bytes(b"00.png\n" + odd + b"\n\n" + os.fsencode(root / "gone.png") + b"\n./00.png\n")
+    out, key = tmp_path / "m.jsonl", _key_file(tmp_path, 0)
+    code = main(["scan", "--paths-from", str(listing), "--key", key, "--out", str(out), "--json"])
+    assert code == 1 and json.loads(capsys.readouterr().out)["files"] == 3  # ./00.png is 00.png
+    rows = {os.fsencode(os.path.basename(r["path"]) if "path_b64" not in r else "odd"): r for r in manifest_rows(out)}
+    assert "no such file" in rows[b"gone.png"]["error"] and rows[b"00.png"]["verdict"] == "clean" and b"odd" in rows
+    assert main(["scan", "--key", key, "--out", str(out)]) == 2  # nothing to scan is a usage error

@@ -66,5 +66,6 @@ def run(args: argparse.Namespace) -> int:
              batch_size=args.batch_size, engine=args.engine, **options)
     print(json.dumps(r) if args.json else
           f"{args.out}: {r['files']} files ({r['new']} new), {r['flagged']} flagged, {r['errors']} unreadable"
-          + (f", {r['remaining']} not yet scanned" if r["remaining"] else "") + (f"; keep list {args.keep}" if args.keep else ""))
+          + (f", {r['remaining']} not yet scanned" if r["remaining"] else "") + (f"; keep list {args.keep}" if args.keep else "")
+          + (f" ({r['keep_left_out']} names with a newline left out)" if r.get("keep_left_out") else ""))
     return EXIT_UNREADABLE if r["errors"] else EXIT_OK
