@@ -39,6 +39,10 @@ class RayMissing(ImportError):
     """The `ray` extra is not installed."""
 
 
+class RayScanError(RuntimeError):
+    """The Ray job itself failed (not one file: those get error rows); the rows written so far are kept."""
+
+
 @dataclass(frozen=True)
 class EncoderSpec:
     """How each worker builds its encoder: a shipped tokenizer by name ("photos") or a weights path."""
@@ -172,11 +176,15 @@ def scan_ray(
             )
             with tqdm(total=len(todo), desc=f"scan (ray, {workers} workers)", unit="img",
                       disable=not progress or None) as bar:
-                for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
-                    rows = [json.loads(r) for r in out["row"]]
-                    m.append(rows)
-                    bar.update(len(rows))
-                    first = first or (time.perf_counter() - t0, len(rows))
+                try:
+                    for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                        rows = [json.loads(r) for r in out["row"]]
+                        m.append(rows)
+                        bar.update(len(rows))
+                        first = first or (time.perf_counter() - t0, len(rows))
+                except ray.exceptions.RayError as e:
+                    raise RayScanError(f"the Ray scan stopped after {m.new} new rows (kept in {m.path}; a rerun "
+                                       f"resumes): {str(e).strip().splitlines()[-1]}") from e
         finally:
             if started:
                 ray.shutdown()

@@ -18,11 +18,9 @@ from bitmark.detectors.scan import scan
 from bitmark.evaluation.keys import fixed_key
 from bitmark.io.images import save_png
 
-ray = pytest.importorskip("ray", reason="the Ray engine needs the ray extra: pip install -e '.[ray]'")
-
-
 @pytest.fixture(scope="module")
 def ray_cluster():
+    ray = pytest.importorskip("ray", reason="the Ray engine needs the ray extra: pip install -e '.[ray]'")
     ray.init(address="local", num_cpus=3, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
@@ -130,3 +128,41 @@ def test_without_ray_the_engine_says_what_to_install(monkeypatch, tmp_path, caps
 def test_importing_the_detectors_does_not_import_ray():
     code = "import sys, bitmark.detectors, bitmark.detectors.scan; assert 'ray' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_a_batch_that_fails_is_scored_file_by_file(scrape, monkeypatch):
+    """The actor's own logic, without Ray: a failing batch becomes per-file rows, not a failed task."""
+    from bitmark.detectors.manifest import encoder_identity
+    from bitmark.detectors.scan_ray import _Scorer
+
+    root, tok = scrape
+    scorer = _Scorer(fixed_key(0).to_dict(), 0.01, 8, tok, encoder_identity(tok), 1)
+    paths = [str(root / f"real-{i:03d}.png") for i in range(3)] + [str(root / "bad-text.jpg")]
+    split = scorer.filt.split
+
+    def flaky(images):  # a batch of more than one image fails as a whole, as an out-of-memory would
+        if len(images) > 1:
+            raise RuntimeError("batch failed")
+        return split(images)
+
+    monkeypatch.setattr(scorer.filt, "split", flaky)
+    rows = [json.loads(r) for r in scorer({"path_bytes": [os.fsencode(p) for p in paths]})["row"]]
+    assert [r["path"] for r in rows] == paths
+    assert all("verdict" in r for r in rows[:3]) and "not an image" in rows[3]["error"]
+    monkeypatch.setattr(scorer.filt, "split", lambda images: 1 / 0)
+    rows = [json.loads(r) for r in scorer({"path_bytes": [os.fsencode(p) for p in paths[:2]]})["row"]]
+    assert all("scoring failed: ZeroDivisionError" in r["error"] for r in rows)
+
+
+def test_a_worker_with_other_weights_refuses_to_score(scrape):
+    import copy
+
+    from bitmark.detectors.manifest import encoder_identity
+    from bitmark.detectors.scan_ray import _Scorer
+
+    _, tok = scrape
+    other = copy.deepcopy(tok)
+    with torch.no_grad():
+        next(other.parameters()).mul_(0.5)
+    with pytest.raises(RuntimeError, match="install the same weights"):
+        _Scorer(fixed_key(0).to_dict(), 0.01, 8, other, encoder_identity(tok), 1)

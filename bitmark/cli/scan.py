@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
     s.add_argument("--workers", type=int, default=None,
                    help="ray: scoring actors (default: the CPUs Ray has, less one for reading, over --cpus-per-worker)")
     s.add_argument("--cpus-per-worker", type=float, default=1.0, help="ray: CPUs each actor reserves (default 1)")
-    s.add_argument("--gpus-per-worker", type=float, default=0.0, help="ray: GPUs each actor reserves (default 0)")
+    s.add_argument("--gpus-per-worker", type=float, default=0.0, help="ray: GPUs each actor reserves, for an encoder that uses one (default 0; the shipped tokenizer runs on CPU)")
     s.add_argument("--encoder", choices=("tokenizer",), default="tokenizer")
     s.add_argument("--data", default="photos", help="which shipped tokenizer (or a weights path)")
     s.add_argument("--json", action="store_true")
@@ -39,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("give folders or files to scan, or --paths-from FILE")
     if args.limit is not None and args.limit < 0:
         raise UsageError(f"--limit must be >= 0, got {args.limit}")
+    if args.batch_size < 1 or (args.workers is not None and args.workers < 1):
+        raise UsageError("--batch-size and --workers must be at least 1")
     ray_only = {"workers": args.workers, "cpus_per_worker": args.cpus_per_worker != 1.0, "gpus_per_worker": args.gpus_per_worker}
     if args.engine == "local" and any(ray_only.values()):
         raise UsageError(f"--{'/--'.join(k.replace('_', '-') for k, v in ray_only.items() if v)} apply to --engine ray only")
@@ -62,8 +64,13 @@ def run(args: argparse.Namespace) -> int:
 
             inputs += read_path_list(args.paths_from)
         encoder = image_encoder(args)
-    r = scan(key, inputs, args.out, fpr=args.fpr, keep_list=args.keep, limit=args.limit, encoder=encoder,
-             batch_size=args.batch_size, engine=args.engine, **options)
+    try:
+        r = scan(key, inputs, args.out, fpr=args.fpr, keep_list=args.keep, limit=args.limit, encoder=encoder,
+                 batch_size=args.batch_size, engine=args.engine, **options)
+    except RuntimeError as e:
+        if type(e).__name__ != "RayScanError":
+            raise
+        raise UsageError(str(e)) from e
     print(json.dumps(r) if args.json else
           f"{args.out}: {r['files']} files ({r['new']} new), {r['flagged']} flagged, {r['errors']} unreadable"
           + (f", {r['remaining']} not yet scanned" if r["remaining"] else "") + (f"; keep list {args.keep}" if args.keep else "")
