@@ -27,7 +27,7 @@ from bitmark.evaluation.provenance import cpu_name
 
 def _load() -> str:
     try:
-        return "load average %.1f %.1f %.1f" % os.getloadavg()
+        return "load average {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
     except OSError:
         return "load unknown"
 

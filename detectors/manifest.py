@@ -191,7 +191,7 @@ class ManifestLock:
         self.path = manifest.with_name(manifest.name + ".lock")
         self._fd: int | None = None
 
-    def __enter__(self) -> "ManifestLock":
+    def __enter__(self) -> ManifestLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

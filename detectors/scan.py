@@ -25,8 +25,17 @@ from typing import Any
 from tqdm import tqdm
 
 from bitmark.detectors.manifest import (
-    ManifestError, ManifestLock, check_header, make_header, manifest_rows, norm_path, path_fields, read_manifest,
-    row_line, row_path, write_keep_list,
+    ManifestError,
+    ManifestLock,
+    check_header,
+    make_header,
+    manifest_rows,
+    norm_path,
+    path_fields,
+    read_manifest,
+    row_line,
+    row_path,
+    write_keep_list,
 )
 from bitmark.detectors.watermark_filter import WatermarkFilter
 

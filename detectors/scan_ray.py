@@ -58,7 +58,7 @@ class EncoderSpec:
 def import_ray():
     try:
         import ray
-        import ray.data  # noqa: F401
+        import ray.data  # the extra is ray[data]: both must import
     except ImportError as e:
         raise RayMissing(f"--engine ray needs the ray extra: pip install 'bitmark[ray]' ({e})") from None
     return ray
@@ -97,7 +97,7 @@ class _Scorer:
         data = [None if b is None else bytes(b) for b in batch["bytes"]] if "bytes" in batch else None
         try:
             rows = score_files(self.filt, paths, data)
-        except Exception:  # noqa: BLE001 -- whatever broke, each file gets its own row
+        except Exception:  # whatever broke the batch, each file still gets its own row
             log.exception("a batch of %d failed; scoring its files one by one", len(paths))
             rows = []
             for i, p in enumerate(paths):

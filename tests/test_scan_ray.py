@@ -18,6 +18,7 @@ from bitmark.detectors.scan import scan
 from bitmark.evaluation.keys import fixed_key
 from bitmark.io.images import save_png
 
+
 @pytest.fixture(scope="module")
 def ray_cluster():
     ray = pytest.importorskip("ray", reason="the Ray engine needs the ray extra: pip install -e '.[ray]'")
