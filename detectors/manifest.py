@@ -163,7 +163,7 @@ def read_path_list(path: str | Path) -> list[str]:
 
 
 def row_line(row: dict[str, Any]) -> str:
-    return json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n"
+    return json.dumps(row, allow_nan=False) + "\n"  # ASCII: any text, whatever its origin, writes
 
 
 def write_keep_list(rows: list[dict[str, Any]], path: str | Path) -> tuple[Path, int]:

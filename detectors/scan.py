@@ -16,6 +16,7 @@ Two engines write the same manifest: this one (one process) and `engine="ray"` (
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -79,8 +80,11 @@ def score_files(filt: WatermarkFilter, paths: Sequence[str], data: Sequence[byte
         result = filt.split(images)
         flagged = set(result.dropped.tolist())
         for j, r in enumerate(good):
-            r.update(z_score=round(float(result.z_score[j]), 4), p_value=float(result.p_value[j]),
-                     verdict="watermarked" if j in flagged else "clean")
+            z, p = float(result.z_score[j]), float(result.p_value[j])
+            if not (math.isfinite(z) and math.isfinite(p)):  # e.g. nothing scoreable: an error, not a verdict
+                r["error"] = f"no score (z = {z}, p = {p})"
+                continue
+            r.update(z_score=round(z, 4), p_value=p, verdict="watermarked" if j in flagged else "clean")
     return rows
 
 

@@ -150,3 +150,20 @@ def test_a_list_of_paths(scrape, tmp_path, monkeypatch, capsys):
     rows = {os.fsencode(os.path.basename(r["path"]) if "path_b64" not in r else "odd"): r for r in manifest_rows(out)}
     assert "no such file" in rows[b"gone.png"]["error"] and rows[b"00.png"]["verdict"] == "clean" and b"odd" in rows
     assert main(["scan", "--key", key, "--out", str(out)]) == 2  # nothing to scan is a usage error
+
+
+def test_a_file_without_a_finite_score_is_an_error_row(scrape, monkeypatch):
+    """A NaN score (nothing scoreable) must not become a verdict, nor a NaN that strict JSON readers reject."""
+    import numpy as np
+
+    from bitmark.detectors.scan import score_files
+    from bitmark.detectors.watermark_filter import FilterResult, WatermarkFilter
+
+    root, tok, _ = scrape
+    filt = WatermarkFilter(fixed_key(0), encoder=tok)
+    nan = FilterResult(np.array([1]), np.array([], dtype=int), np.array([np.nan, 1.0]), np.array([np.nan, 0.2]), {})
+    monkeypatch.setattr(filt, "split", lambda images: nan)
+    rows = score_files(filt, [str(root / "00.png"), str(root / "01.png")])
+    assert "no score" in rows[0]["error"] and "verdict" not in rows[0]
+    assert rows[1]["verdict"] == "clean" and rows[1]["z_score"] == 1.0
+    json.loads(json.dumps(rows, allow_nan=False))
