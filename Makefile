@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 $(BIN)/bitmark: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,data,plots]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,data,plots,ray]'
 	touch $@
 
 demo: $(BIN)/bitmark

@@ -1,98 +1,172 @@
 """`bitmark scan`: test every image under some folders and write a resumable JSONL manifest.
 
-One row per file: `path, z_score, p_value, verdict` ("watermarked" or "clean"), or `path, error`.
+One row per file: `path, z_score, p_value, verdict` ("watermarked" or "clean"), or `path, error`, below a
+header that binds the manifest to its key, FPR, encoder and detector (`bitmark.detectors.manifest`).
 Rows are appended and flushed batch by batch, so a scan that is interrupted (Ctrl-C, a killed job, a
 `limit`) loses at most the batch in flight. On restart the manifest is read back: a torn last line (the
 write that was cut) is cut off, and files that already have a row are skipped, so no file is lost or
-repeated. The keep list (files not flagged and readable, one path a line) is rewritten from the whole
-manifest at the end, so it is complete after a resumed scan too.
+repeated. One scan writes a manifest at a time (a lock beside it). The keep list (files not flagged and
+readable, one path a line) is rewritten from the whole manifest at the end, so it is complete after a
+resumed scan too.
+
+Two engines write the same manifest: this one (one process) and `engine="ray"` (Ray Data actors,
+`bitmark.detectors.scan_ray`); both score files with `score_files`, so their verdicts are identical.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from bitmark.detectors.manifest import (
+    ManifestError,
+    ManifestLock,
+    check_header,
+    make_header,
+    manifest_rows,
+    norm_path,
+    path_fields,
+    read_manifest,
+    row_line,
+    row_path,
+    write_keep_list,
+)
 from bitmark.detectors.watermark_filter import WatermarkFilter
-from bitmark.io.images import iter_image_files
+
+__all__ = ["ManifestError", "list_inputs", "manifest_rows", "open_manifest", "scan", "score_files", "write_keep_list"]
 
 log = logging.getLogger(__name__)
 
 
-def read_manifest(path: Path) -> list[dict[str, Any]]:
-    """The complete rows of a manifest; a torn last line is removed from the file (it is rescanned)."""
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    end = data.rfind(b"\n") + 1  # everything after the last newline is a partial write
-    if end < len(data):
-        log.warning("%s: dropping a torn last line (%d bytes); that file is scanned again", path, len(data) - end)
-        with open(path, "r+b") as f:
-            f.truncate(end)
-    rows = []
-    for line in data[:end].splitlines():
-        if line.strip():
-            rows.append(json.loads(line))
+def list_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
+    """The files under `inputs`, normalised, duplicates dropped (first kept). The only call of the walker."""
+    from bitmark.io.images import iter_image_files
+
+    seen: dict[str, None] = {}
+    for p in iter_image_files(inputs):
+        seen.setdefault(norm_path(p), None)
+    return list(seen)
+
+
+def _text(s: str) -> str:
+    """A message that may hold a surrogate-escaped file name, as valid UTF-8 text."""
+    return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def score_files(filt: WatermarkFilter, paths: Sequence[str], data: Sequence[bytes | None] | None = None) -> list[dict[str, Any]]:
+    """One manifest row per file, in order. `data[i]`, when given, is file i's bytes (read instead of the path)."""
+    from bitmark.io.images import ImageError, load_image
+
+    images, rows = [], []
+    for i, path in enumerate(paths):
+        blob = data[i] if data is not None else None
+        try:
+            images.append(load_image(path) if blob is None else load_image(path, data=blob))
+            rows.append(path_fields(path))
+        except ImageError as e:
+            log.warning("%s", _text(str(e)))
+            rows.append({**path_fields(path), "error": _text(str(e))})
+        except MemoryError:
+            rows.append({**path_fields(path), "error": "out of memory while decoding"})
+    good = [r for r in rows if "error" not in r]
+    if images:
+        result = filt.split(images)
+        flagged = set(result.dropped.tolist())
+        for j, r in enumerate(good):
+            z, p = float(result.z_score[j]), float(result.p_value[j])
+            if not (math.isfinite(z) and math.isfinite(p)):  # e.g. nothing scoreable: an error, not a verdict
+                r["error"] = f"no score (z = {z}, p = {p})"
+                continue
+            r.update(z_score=round(z, 4), p_value=p, verdict="watermarked" if j in flagged else "clean")
     return rows
+
+
+class Manifest:
+    """An open, locked manifest: its rows so far and an append that reaches the disk before returning."""
+
+    def __init__(self, path: Path, rows: list[dict[str, Any]]):
+        self.path, self.rows = path, rows
+        self.done = {row_path(r) for r in rows}
+        self.new = 0
+        self._out = open(path, "a", encoding="utf-8")
+
+    def append(self, rows: Sequence[dict[str, Any]]) -> None:
+        fresh, seen = [], set()  # a retried task, or a table listing a file twice, may repeat a file
+        for r in rows:
+            p = row_path(r)
+            if p not in self.done and p not in seen:
+                fresh.append(r)
+                seen.add(p)
+        self._out.write("".join(row_line(r) for r in fresh))
+        self._out.flush()
+        os.fsync(self._out.fileno())
+        self.rows.extend(fresh)
+        self.done.update(row_path(r) for r in fresh)
+        self.new += len(fresh)
+
+    def summary(self, remaining: int, keep_list: str | Path | None) -> dict[str, Any]:
+        left_out = write_keep_list(self.rows, keep_list)[1] if keep_list is not None else 0
+        return {
+            "manifest": str(self.path), "files": len(self.rows), "new": self.new,
+            "flagged": sum(r.get("verdict") == "watermarked" for r in self.rows),
+            "errors": sum("error" in r for r in self.rows), "remaining": max(0, remaining),
+            "keep_list": str(keep_list) if keep_list is not None else None, "keep_left_out": left_out,
+        }
+
+
+@contextmanager
+def open_manifest(manifest: str | Path, header: dict[str, Any]) -> Iterator[Manifest]:
+    """Lock `manifest`, check (or write) its header, and yield it for appending."""
+    manifest = Path(manifest)
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    with ManifestLock(manifest):
+        found, rows = read_manifest(manifest)
+        if found is None:
+            with open(manifest, "w", encoding="utf-8") as f:  # empty, missing, or only a torn header
+                f.write(row_line(header))
+                f.flush()
+                os.fsync(f.fileno())
+        else:
+            check_header(found, header, manifest)
+        m = Manifest(manifest, rows)
+        try:
+            yield m
+        finally:
+            m._out.close()
 
 
 def scan(
     key, inputs: Iterable[str | Path], manifest: str | Path, fpr: float = 0.01, keep_list: str | Path | None = None,
-    limit: int | None = None, batch_size: int = 64, encoder=None, progress: bool = True,
+    limit: int | None = None, batch_size: int = 64, encoder=None, progress: bool = True, engine: str = "local",
+    **engine_options: Any,
 ) -> dict[str, Any]:
     """Scan the image files under `inputs` not yet in `manifest`; at most `limit` new files when given.
 
+    engine: "local" (this process) or "ray" (`scan_ray.scan_ray`, which takes `engine_options`).
     Returns counts: files in the manifest, new this run, flagged, errors, and whether files remain."""
-    manifest = Path(manifest)
-    manifest.parent.mkdir(parents=True, exist_ok=True)
-    rows = read_manifest(manifest)
-    done = {r["path"] for r in rows}
-    todo = [str(p) for p in iter_image_files(inputs) if str(p) not in done]
-    remaining = len(todo) - (limit if limit is not None else len(todo))
-    todo = todo[:limit] if limit is not None else todo
+    if engine == "ray":
+        from bitmark.detectors.scan_ray import scan_ray
+
+        return scan_ray(key, inputs, manifest, fpr=fpr, keep_list=keep_list, limit=limit, batch_size=batch_size,
+                        encoder=encoder, progress=progress, **engine_options)
+    if engine != "local" or engine_options:
+        raise ValueError(f"unknown engine {engine!r} or options {sorted(engine_options)} for the local engine")
     filt = WatermarkFilter(key, fpr=fpr, encoder=encoder, batch_size=batch_size)
-    new = 0
-    with open(manifest, "a") as out, tqdm(total=len(todo), desc="scan", unit="img", disable=not progress or None) as bar:
-        for start in range(0, len(todo), batch_size):
-            chunk = todo[start : start + batch_size]
-            result = filt.split_files(chunk)
-            lines, dropped = [], set(result.dropped.tolist())
-            for i, path in enumerate(chunk):
-                row = _row(path, result, i, i in dropped)
-                rows.append(row)
-                lines.append(json.dumps(row) + "\n")
-            out.write("".join(lines))
-            out.flush()
-            os.fsync(out.fileno())
-            new += len(chunk)
-            bar.update(len(chunk))
-    if keep_list is not None:
-        write_keep_list(rows, keep_list)
-    return {
-        "manifest": str(manifest), "files": len(rows), "new": new,
-        "flagged": sum(r.get("verdict") == "watermarked" for r in rows),
-        "errors": sum("error" in r for r in rows), "remaining": max(0, remaining),
-        "keep_list": str(keep_list) if keep_list is not None else None,
-    }
-
-
-def _row(path: str, result, i: int, flagged: bool) -> dict[str, Any]:
-    if i in result.errors:
-        return {"path": path, "error": result.errors[i]}
-    return {"path": path, "z_score": round(float(result.z_score[i]), 4), "p_value": float(result.p_value[i]),
-            "verdict": "watermarked" if flagged else "clean"}
-
-
-def write_keep_list(rows: list[dict[str, Any]], path: str | Path) -> Path:
-    """Files to keep for training: read without error and not flagged; written atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(r["path"] + "\n" for r in rows if r.get("verdict") == "clean"))
-    os.replace(tmp, path)
-    return path
+    header = make_header(key, fpr, filt.detector.encoder, filt.detector.bits)
+    with open_manifest(manifest, header) as m:
+        todo = [p for p in list_inputs(inputs) if p not in m.done]
+        remaining = len(todo) - (limit if limit is not None else len(todo))
+        todo = todo[:limit] if limit is not None else todo
+        with tqdm(total=len(todo), desc="scan", unit="img", disable=not progress or None) as bar:
+            for start in range(0, len(todo), batch_size):
+                chunk = todo[start : start + batch_size]
+                m.append(score_files(filt, chunk))
+                bar.update(len(chunk))
+        return m.summary(remaining, keep_list)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bitmark.cli import main
-from bitmark.detectors.scan import read_manifest, scan
+from bitmark.detectors.scan import manifest_rows, scan
 from bitmark.evaluation.keys import fixed_key
 from bitmark.io.images import save_png
 from bitmark.models.sampling import sample_images
@@ -43,7 +43,7 @@ def test_scan_resumes_after_a_row_limit(folder, tmp_path):
     assert first["new"] == 4 and first["remaining"] == 5
     second = scan(fixed_key(0), [root], manifest, keep_list=keep, batch_size=3, encoder=tok, progress=False)
     assert second["new"] == 5 and second["remaining"] == 0 and second["files"] == 9
-    rows = read_manifest(manifest)
+    rows = manifest_rows(manifest)
     assert sorted(_paths(rows)) == sorted(str(p) for p in root.rglob("*.png")) and len(set(_paths(rows))) == 9
     by_name = {r["path"].rsplit("/", 1)[1]: r for r in rows}
     assert "error" in by_name["b-corrupt.png"] and "verdict" not in by_name["b-corrupt.png"]
@@ -59,10 +59,10 @@ def test_scan_cuts_a_torn_last_line_and_rescans_that_file(folder, tmp_path):
     manifest = tmp_path / "m.jsonl"
     scan(fixed_key(0), [root], manifest, limit=3, encoder=tok, progress=False)
     lines = manifest.read_text().splitlines(keepends=True)
-    manifest.write_text("".join(lines[:2]) + lines[2][:15])  # the third row was cut mid-write
+    manifest.write_text("".join(lines[:3]) + lines[3][:15])  # the third row was cut mid-write
     r = scan(fixed_key(0), [root], manifest, encoder=tok, progress=False)
     assert r["new"] == 7 and r["files"] == 9
-    rows = [json.loads(line) for line in manifest.read_text().splitlines()]  # every line parses
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()][1:]  # every line parses (1: header)
     assert len(rows) == 9 and len(set(_paths(rows))) == 9
 
 
@@ -77,4 +77,4 @@ def test_scan_command(folder, tmp_path, capsys):
     assert info["files"] == 9 and info["errors"] == 1 and info["flagged"] >= 3 and keep.exists()
     assert main(["scan", str(root), "--key", str(key), "--out", str(out), "--json"]) == 1
     assert json.loads(capsys.readouterr().out)["new"] == 0  # nothing is scanned twice
-    assert len(np.unique([json.loads(line)["path"] for line in out.read_text().splitlines()])) == 9
+    assert len(np.unique([json.loads(line)["path"] for line in out.read_text().splitlines()[1:]])) == 9

@@ -11,10 +11,10 @@ from bitmark.cli.common import EXIT_OK, UsageError
 
 
 def add_parser(sub) -> None:
-    b = sub.add_parser("bench", help="run a benchmark: speed, null, recoverability, robustness, radioactivity")
-    b.add_argument("name", choices=("speed", "null", "recoverability", "robustness", "radioactivity", "compat"))
+    b = sub.add_parser("bench", help="run a benchmark: speed, null, recoverability, robustness, radioactivity, compat, scan")
+    b.add_argument("name", choices=("speed", "null", "recoverability", "robustness", "radioactivity", "compat", "scan"))
     b.add_argument("--repeats", type=int, default=5, help="speed: timing repeats (best is kept)")
-    b.add_argument("--num", type=int, default=None, help="null: pyramids per source (5000); recoverability: samples of each kind (200); robustness: watermarked samples per scheme (500)")
+    b.add_argument("--num", type=int, default=None, help="null: pyramids per source (5000); recoverability: samples of each kind (200); robustness: watermarked samples per scheme (500); scan: images (800)")
     b.add_argument("--data", default="photos", help="recoverability: which shipped models")
     b.add_argument("--keys", type=int, default=8, help="null: fixed keys per arm")
     b.add_argument("--quick", action="store_true", help="robustness: 64 positives, 500 + 500 negatives, the headline attacks, 2 deltas; radioactivity: 2 shares, short training")
@@ -41,6 +41,14 @@ def run(args: argparse.Namespace) -> int:
         from bitmark.benchmarks.speed import run
 
         run(as_json=args.json, repeats=args.repeats)
+    elif args.name == "scan":
+        from bitmark.benchmarks.scan_speed import run
+        from bitmark.detectors.scan_ray import RayMissing
+
+        try:
+            run(num=args.num or 800, as_json=args.json)
+        except RayMissing as e:
+            raise UsageError(str(e)) from None
     elif args.name == "null":
         from bitmark.benchmarks.null_calibration import run
 

@@ -15,6 +15,7 @@ so a folder scan can record it in the file's row and go on.
 
 from __future__ import annotations
 
+import io
 import logging
 import warnings
 from pathlib import Path
@@ -69,16 +70,18 @@ def fit(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def load_image(
-    path: str | Path, size: int | None = None, *, draft: int | None = None, max_pixels: int = MAX_PIXELS
+    path: str | Path, size: int | None = None, data: bytes | None = None, *, draft: int | None = None,
+    max_pixels: int = MAX_PIXELS,
 ) -> np.ndarray:
     """Read one image file as uint8 RGB (H, W, 3), optionally fitted to size x size (see module doc).
 
+    `data`: the file's bytes, already read (a table of image bytes); `path` then only names it in errors.
     `draft` (default: `size`) is the side the image will be fitted to: a JPEG is then decoded at a reduced
     scale (1/2 to 1/8) that keeps at least twice that side. An image that would still decode to more than
     `max_pixels` pixels is refused from its header, before any pixel is decoded.
     """
     path = Path(path)
-    problem = unreadable_reason(path)
+    problem = unreadable_reason(path) if data is None else None
     if problem:
         raise ImageError(f"{path}: {problem}")
     draft = size if draft is None else draft
@@ -86,7 +89,7 @@ def load_image(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(path if data is None else io.BytesIO(data)) as img:
                 if draft is not None and img.format == "JPEG":
                     img.draft("RGB", (draft * 2, draft * 2))  # decode a big JPEG at reduced size
                 w, h = img.size
