@@ -1,5 +1,5 @@
 """Every code block of README.md runs as written: Python blocks are executed; in bash blocks, every `bitmark`
-command line is parsed by the real parser and every `make` target exists.
+command line is parsed by the real parser, every `make` target exists and every `pip install` names real extras.
 
 Parsing needs no model or checkpoint, so no command line is skipped (lines for Infinity parse too). The one Python
 block that needs Infinity says so on its first line and is skipped, with the reason below.
@@ -17,8 +17,25 @@ ROOT = Path(__file__).resolve().parents[1]
 BLOCKS = re.findall(r"^```(\w+)\n(.*?)^```", (ROOT / "README.md").read_text(), re.M | re.S)
 NEEDS_INFINITY = "# needs Infinity"
 PYTHON = [code for lang, code in BLOCKS if lang == "python"]
-LINES = [line.strip() for lang, code in BLOCKS if lang == "bash" for line in code.splitlines()
-         if line.strip() and not line.strip().startswith("#")]
+
+
+def bash_lines() -> list[str]:
+    """The bash blocks' command lines: continuations joined, `NAME="..."` assignments expanded where used."""
+    lines, names = [], {}
+    for lang, code in BLOCKS:
+        if lang != "bash":
+            continue
+        for line in code.replace("\\\n", " ").splitlines():
+            line = line.strip()
+            assignment = re.fullmatch(r'(\w+)="([^"]*)"', line)
+            if assignment:
+                names[assignment[1]] = " ".join(assignment[2].split())
+            elif line and not line.startswith("#"):
+                lines.append(re.sub(r"\$(\w+)", lambda m: names.get(m[1], m[0]), line))
+    return lines
+
+
+LINES = bash_lines()
 
 
 def test_the_readme_has_the_blocks_these_tests_read():  # so that the tests below cannot pass on nothing
@@ -44,6 +61,13 @@ def test_bash_line_is_a_valid_command(line):
     if argv[0] == "make":
         targets = re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(), re.M)
         assert argv[1] in targets, f"make target {argv[1]!r} is not in the Makefile ({targets})"
+        return
+    if argv[:2] == ["pip", "install"]:  # the extras it names must exist
+        import tomllib
+
+        extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+        named = [e for a in argv[2:] for e in re.findall(r"\[([\w,]+)\]", a) for e in e.split(",")]
+        assert named and set(named) <= set(extras), f"{line}: extras {named}, pyproject has {sorted(extras)}"
         return
     assert argv[0] == "bitmark", f"README command {line!r} is neither bitmark nor make"
     brackets = [a for a in argv if a.startswith("[") or a.endswith("]")]

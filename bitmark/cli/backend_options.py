@@ -22,7 +22,7 @@ def add_backend_arguments(parser: Any) -> None:
     g.add_argument("--text-encoder", default=None, help="local flan-t5-xl folder (Infinity's text encoder)")
     g.add_argument("--device", default="cuda", help="device for Infinity's transformer and text encoder")
     g.add_argument("--prompts", default=None, help="prompt file, one per line (default: bitmark's 200 captions)")
-    g.add_argument("--batch-size", type=int, default=None, help="images per Infinity call (default 4; --infinity-tiny: 16)")
+    g.add_argument("--infinity-batch-size", type=int, default=None, help="images per Infinity call (default 4; --infinity-tiny: 16)")
     g.add_argument("--infinity-src", default=None, help="import Infinity from this folder (a clone of its repository)")
     g.add_argument("--infinity-tiny", action="store_true",
                    help="no checkpoints: a tiny random configuration of the code at --infinity-src (bitmark's test "
@@ -49,7 +49,7 @@ def _infinity(args: argparse.Namespace, sampling: bool):
 
     prompts = load_prompts(args.prompts) if args.prompts else None
     if args.infinity_tiny:
-        return tiny_infinity_backend(args.infinity_src, prompts=prompts, batch_size=args.batch_size or 16)
+        return tiny_infinity_backend(args.infinity_src, prompts=prompts, batch_size=args.infinity_batch_size or 16)
     if args.infinity_src:
         use_source_tree(args.infinity_src)
     from bitmark.adapters.infinity import encoder_from_args, load_infinity_transformer
@@ -69,7 +69,7 @@ def _infinity(args: argparse.Namespace, sampling: bool):
     encoder.device = next(vae.parameters()).device
     return InfinityBackend(
         model, vae, [(1, h, w) for h, w in schedule_grids(encoder.schedule)], T5PromptEncoder.from_pretrained(args.text_encoder, args.device),
-        prompts=prompts, batch_size=args.batch_size or 4, encoder=encoder,
+        prompts=prompts, batch_size=args.infinity_batch_size or 4, encoder=encoder,
         description=f"Infinity ({args.infinity_arch}, {args.infinity_model}, VAE {args.vae}, {encoder.size[0]}px)",
     )
 
