@@ -29,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
+
+from bitmark.io.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -195,14 +196,18 @@ def run(out: str | Path, quick: bool = False, as_json: bool = False, plan: Plan 
     """Every arm of the plan (finished ones are loaded), then radioactivity.csv, scores.csv, summary.md and
     radioactivity.png in `out`. Returns {"rows": per-arm rows, "wall_s": ...}."""
     from bitmark.benchmarks import radioactivity_report as report
+    from bitmark.io.datasets import require_extras
+    from bitmark.io.extras import require
 
     torch.set_num_threads(1)
     plan = dataclasses.replace(plan or (QUICK if quick else FULL), data=data)
+    require_extras(plan.data)  # before plan.json is written: a missing extra fails now, not after the training
+    require("matplotlib", "plots", "the radioactivity figure")
     t0 = time.time()
     exp = Experiment(Path(out), plan)
     arms = []
     todo = [(v, s) for v in plan.variants for s in plan.shares]
-    for variant, share in tqdm(todo, desc="radioactivity arms", disable=None):
+    for variant, share in progress(todo, desc="radioactivity arms"):
         arms.append(exp.arm(variant, share))
         log.info("%s: mean z %.3f", arm_name(variant, share), arms[-1]["scores"]["z"].mean())
     result = report.write(exp.out, plan, arms, exp.reference_scores(), wall_s=time.time() - t0)

@@ -17,10 +17,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from bitmark.detectors.watermark_filter import WatermarkFilter
 from bitmark.io.images import iter_image_files
+from bitmark.io.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +57,7 @@ def scan(
     todo = todo[:limit] if limit is not None else todo
     filt = WatermarkFilter(key, fpr=fpr, encoder=encoder, batch_size=batch_size)
     new = 0
-    with open(manifest, "a") as out, tqdm(total=len(todo), desc="scan", unit="img", disable=not progress or None) as bar:
+    with open(manifest, "a") as out, progress_bar(desc="scan", total=len(todo), unit="img", enabled=progress) as bar:
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
             result = filt.split_files(chunk)

@@ -24,8 +24,8 @@ def add_parser(sub) -> None:
     m.add_argument("--key", default=None, help="use this key file (default: make a fresh one in --out)")
     m.add_argument("--data", default="photos", help="which shipped generator")
     m.add_argument("--num", type=int, default=16, help="samples of each kind")
-    m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--json", action="store_true")
+    m.add_argument("--seed", type=int, default=0, help="sampling seed of both kinds")
+    m.add_argument("--json", action="store_true", help="print one JSON line per sample")
     m.set_defaults(func=run)
 
 

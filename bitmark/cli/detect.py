@@ -27,8 +27,8 @@ COLUMNS = ("path", "index", "is_watermarked", "z_score", "log10_p", "num_scored"
 
 def add_parser(sub) -> None:
     d = sub.add_parser("detect", help="test images (PNG/JPEG/WebP files or folders) or bit pyramids (.safetensors/.npz)")
-    d.add_argument("inputs", nargs="+", metavar="INPUT")
-    d.add_argument("--key", required=True)
+    d.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders, and bit pyramids (.safetensors, .npz)")
+    d.add_argument("--key", required=True, help="the key file whose mark is tested")
     d.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate (default 0.01)")
     d.add_argument("--null", choices=("self-normalised", "binomial"), default=None, help="default: by rule")
     d.add_argument("--unique", action="store_true", help="binomial null: count unique occurrences only")

@@ -14,16 +14,16 @@ from bitmark.core.keys import WatermarkKey
 def add_parser(sub) -> None:
     g = sub.add_parser("generate", help="sample images from the shipped generator, watermarked with a key")
     g.add_argument("--key", help="key file; required unless --no-watermark")
-    g.add_argument("--num", type=int, default=16)
+    g.add_argument("--num", type=int, default=16, help="images to sample")
     g.add_argument("--out", required=True, help="folder for the PNGs and samples.jsonl")
     g.add_argument("--class", dest="class_name", default=None, help="class name or index (default: round-robin)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=int, default=0, help="sampling seed (file names carry it)")
     g.add_argument("--no-watermark", action="store_true", help="sample without the watermark")
     g.add_argument("--data", default="photos", help="which shipped generator (or a weights path)")
     g.add_argument("--cfg", type=float, default=2.0, help="classifier-free guidance scale")
-    g.add_argument("--temperature", type=float, default=1.0)
+    g.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the bit logits")
     g.add_argument("--top-p", type=float, default=1.0, help="per-bit top-p, applied after the watermark's bias")
-    g.add_argument("--json", action="store_true")
+    g.add_argument("--json", action="store_true", help="print one JSON line per image")
     g.set_defaults(func=run)
 
 

@@ -12,11 +12,11 @@ from bitmark.core.keys import RULES, WatermarkConfig, WatermarkKey
 def add_parser(sub) -> None:
     k = sub.add_parser("keygen", help="make a new random 256-bit key file (mode 0600)")
     k.add_argument("--out", required=True, help="key file to write (never overwritten)")
-    k.add_argument("--rule", choices=RULES, default=WatermarkConfig.rule)
+    k.add_argument("--rule", choices=RULES, default=WatermarkConfig.rule, help="green rule (bitmark-2025: the published unkeyed one, for comparison)")
     k.add_argument("--context", type=int, default=WatermarkConfig.context, help="context width n (2..8)")
     k.add_argument("--delta", type=float, default=WatermarkConfig.delta, help="logit bias of green bits")
     k.add_argument("--scales", type=scales_list, default=None, help="watermarked scale indices, e.g. 2,3,4 (default all)")
-    k.add_argument("--json", action="store_true")
+    k.add_argument("--json", action="store_true", help="print the key id and configuration as JSON")
     k.set_defaults(func=run)
 
 

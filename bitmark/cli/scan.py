@@ -10,15 +10,15 @@ from bitmark.cli.common import EXIT_OK, EXIT_UNREADABLE, image_encoder, load_key
 
 def add_parser(sub) -> None:
     s = sub.add_parser("scan", help="scan image folders for a key's mark into a resumable JSONL manifest (+ keep list)")
-    s.add_argument("inputs", nargs="+", metavar="DIR")
-    s.add_argument("--key", required=True)
+    s.add_argument("inputs", nargs="+", metavar="DIR", help="folders (or files) of images to scan")
+    s.add_argument("--key", required=True, help="the key file whose mark is tested")
     s.add_argument("--out", required=True, help="manifest (JSONL, appended; a rerun resumes where it stopped)")
     s.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate (default 0.01)")
     s.add_argument("--keep", default=None, help="write the files to keep (readable, not flagged) to this list")
     s.add_argument("--limit", type=int, default=None, help="scan at most this many new files, then stop")
-    s.add_argument("--encoder", choices=("tokenizer",), default="tokenizer")
+    s.add_argument("--encoder", choices=("tokenizer",), default="tokenizer", help="what reads images into bits")
     s.add_argument("--data", default="photos", help="which shipped tokenizer (or a weights path)")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print the totals as JSON")
     s.set_defaults(func=run)
 
 
