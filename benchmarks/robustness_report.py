@@ -135,6 +135,8 @@ def plots(rows: list[dict], quality: list[dict], out: Path) -> list[str]:
     if marked:
         _quality_figure(plt, marked, quality, out / "quality.png")
         written.append("quality.png")
+    else:
+        log.warning("no TPR after JPEG 75 to plot (fewer than 1,000 negatives?): quality.png not written")
     return written
 
 
