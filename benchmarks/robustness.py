@@ -290,7 +290,7 @@ def validate(out: Path, cfg: Config) -> None:
     if problems:
         raise ValueError("; ".join(problems))
     require_extras("photos")
-    require("matplotlib", "plots", "bench robustness's figures")
+    require("matplotlib", "plots", "the robustness figures")
 
 
 def _wanted(cfg: Config) -> dict[str, Any]:

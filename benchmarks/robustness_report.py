@@ -123,7 +123,7 @@ def plots(rows: list[dict], quality: list[dict], out: Path) -> list[str]:
     the names of the files written."""
     from bitmark.io.extras import pyplot
 
-    plt = pyplot("bench robustness's figures")
+    plt = pyplot("the robustness figures")
     written = []
     points = [r for r in rows if _num(r["strength"]) is not None and _num(r["tpr_at_1pct"]) is not None]
     if points:

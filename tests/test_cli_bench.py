@@ -41,16 +41,17 @@ def test_the_documented_invocations_still_parse(argv):
 
 @pytest.mark.parametrize("argv", [
     ["bench", "robustness", "--quick"],  # --out is required
-    ["bench", "robustness", "--out", "x", "--num", "0"],
-    ["bench", "robustness", "--out", "x", "--negatives", "-5"],
+    ["bench", "robustness", "--out", "{tmp}/x", "--num", "0"],
+    ["bench", "robustness", "--out", "{tmp}/x", "--negatives", "-5"],
     ["bench", "null", "--keys", "0"],
     ["bench", "speed", "--repeats", "two"],
     ["bench", "radioactivity", "--quick"],
 ])
-def test_usage_errors_exit_2(argv, capsys):
+def test_usage_errors_exit_2(tmp_path, argv, capsys):
     with pytest.raises(SystemExit) as e:
-        main(argv)
+        main([a.format(tmp=tmp_path) for a in argv])
     assert e.value.code == 2 and "error:" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -87,8 +88,9 @@ def test_robustness_refuses_another_configuration_before_touching_the_folder(tmp
     assert (out / "config.json").read_text() == '{"num": 1}\n' and sorted(p.name for p in out.iterdir()) == ["config.json"]
 
 
-def test_collapse_refuses_non_positive_counts(capsys):
+def test_collapse_refuses_non_positive_counts(tmp_path, capsys):
     for flag in ("--seeds", "--generations"):
         with pytest.raises(SystemExit) as e:
-            main(["collapse", "--quick", "--out", "x", flag, "0"])
+            main(["collapse", "--quick", "--out", str(tmp_path / "x"), flag, "0"])
         assert e.value.code == 2
+    assert not (tmp_path / "x").exists()

@@ -2,7 +2,8 @@
 
     plt = require("matplotlib.pyplot", extra="plots", purpose="the benchmark's figures")
 
-raises `MissingExtra` ("... needs matplotlib, which is not installed: pip install 'bitmark[plots]'"),
+raises `MissingExtra` ("matplotlib is not installed (needed for the benchmark's figures): pip install
+'bitmark[plots]'"),
 which the command line turns into exit code 2 with that line and no traceback. It is an ImportError, so
 code that already falls back on ImportError keeps working.
 """
@@ -28,8 +29,8 @@ class MissingExtra(ImportError):
     def __init__(self, module: str, extra: str, purpose: str = ""):
         top = module.split(".")[0]
         package = DISTRIBUTIONS.get(top, top)
-        what = purpose or "this"
-        super().__init__(f"{what} needs {package}, which is not installed: pip install 'bitmark[{extra}]'")
+        why = f" (needed for {purpose})" if purpose else ""
+        super().__init__(f"{package} is not installed{why}: pip install 'bitmark[{extra}]'")
         self.module, self.extra, self.package = module, extra, package
 
 
