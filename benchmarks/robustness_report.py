@@ -150,8 +150,11 @@ def _robustness_figure(plt, points: list[dict], path: Path) -> None:
                      key=lambda a: (a[0] != "none", a[0]))
     cols = min(5, max(3, len(curves)))
     curve_rows = (len(curves) + cols - 1) // cols
-    fig = plt.figure(figsize=(3.2 * max(cols, 3), 2.5 * (curve_rows + bool(singles)) + 0.6))
-    grid = fig.add_gridspec(curve_rows + bool(singles), cols)
+    free = curve_rows * cols - len(curves)  # empty cells after the last curve: the dot panel goes there if it fits
+    dot_row = curve_rows - 1 if singles and free >= 2 and len(singles) <= 4 * free else curve_rows
+    rows = max(curve_rows, dot_row + bool(singles))
+    fig = plt.figure(figsize=(3.2 * cols, 2.5 * rows + 0.6))
+    grid = fig.add_gridspec(rows, cols)
     for k, name in enumerate(curves):
         ax = fig.add_subplot(grid[k // cols, k % cols])
         for i, scheme in enumerate(schemes):
@@ -165,7 +168,7 @@ def _robustness_figure(plt, points: list[dict], path: Path) -> None:
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     if singles:
-        ax = fig.add_subplot(grid[curve_rows, :])
+        ax = fig.add_subplot(grid[dot_row, (cols - free if dot_row < curve_rows else 0):])
         width = 0.8 / len(schemes)
         for i, scheme in enumerate(schemes):
             tpr = {(r["attack"], float(r["strength"])): float(r["tpr_at_1pct"]) for r in points if r["scheme"] == scheme}

@@ -91,11 +91,10 @@ def coincident(curves: dict[str, np.ndarray]) -> list[str]:
 
 
 def plot(path: Path, rows: list[dict[str, Any]], cfg: CollapseConfig, metrics=("fd", "z_mean")) -> Path:
-    from matplotlib.ticker import MaxNLocator
-
     from bitmark.io.extras import pyplot
 
     plt = pyplot("the collapse figure")
+    from matplotlib.ticker import MaxNLocator
     labels = {"fd": "Fréchet distance to held-out", "z_mean": "mean z of own outputs"}
     colours = dict(zip(cfg.arms, plt.get_cmap("tab10").colors))
     styles = dict(zip(cfg.arms, ARM_STYLES * 2))
