@@ -118,7 +118,8 @@ def plot(path: Path, arms: list[dict], real: np.ndarray) -> None:
     variants = list(dict.fromkeys(a["variant"] for a in arms))
     fig, axes = plt.subplots(1, len(variants), figsize=(4.2 * len(variants), 3.2), sharey=True, squeeze=False)
     allz = np.concatenate([real] + [a["scores"]["z"] for a in arms])
-    bins = np.linspace(min(-4.0, allz.min()), max(4.0, allz.max()), 40)
+    fewest = min(len(a["scores"]["z"]) for a in arms)
+    bins = np.linspace(min(-4.0, allz.min()), max(4.0, allz.max()), int(np.clip(2 * np.sqrt(fewest), 10, 40)))
     for ax, variant in zip(axes[0], variants):
         ax.hist(real, bins=bins, density=True, histtype="stepfilled", color="0.85", label="real crops")
         mine = sorted((a for a in arms if a["variant"] == variant), key=lambda a: -a["share"])
@@ -129,11 +130,9 @@ def plot(path: Path, arms: list[dict], real: np.ndarray) -> None:
         ax.set_xlabel("owner-key z of unwatermarked outputs (PNG)", fontsize=8)
         ax.tick_params(labelsize=8)
     axes[0][0].set_ylabel("density", fontsize=8)
-    axes[0][-1].legend(fontsize=7, frameon=False)
-    small = min(len(a["scores"]["z"]) for a in arms) < SMALL_SAMPLES
-    if small:
-        fig.suptitle(f"small run: {min(len(a['scores']['z']) for a in arms)} outputs per arm, "
-                     "coarse histograms, indicative only", fontsize=8)
+    axes[0][-1].legend(fontsize=7, frameon=False, loc="upper left")  # the tails are emptier than the top
+    if fewest < SMALL_SAMPLES:
+        fig.suptitle(f"small run: {fewest} outputs per arm, coarse histograms, indicative only", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
