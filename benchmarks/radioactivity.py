@@ -101,10 +101,10 @@ class Experiment:
 
         data = plan.data
         self.out, self.plan = Path(out), plan
+        self.shipped, self.tok = load_generator(data)  # missing weights or data fail before plan.json is written
+        held = load_dataset(data, "heldout")
         self.out.mkdir(parents=True, exist_ok=True)
         self._check_plan()
-        self.shipped, self.tok = load_generator(data)
-        held = load_dataset(data, "heldout")
         n = plan.pool_size or len(held)
         pick = np.random.default_rng(plan.seed).permutation(len(held))[:n]
         self.real, self.labels, self.classes = held.images[pick], held.labels[pick], held.classes

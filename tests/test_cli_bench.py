@@ -94,3 +94,13 @@ def test_collapse_refuses_non_positive_counts(tmp_path, capsys):
             main(["collapse", "--quick", "--out", str(tmp_path / "x"), flag, "0"])
         assert e.value.code == 2
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("bench", ["recoverability", "radioactivity"])
+def test_benches_refuse_missing_models_in_one_line(tmp_path, capsys, bench):
+    out = tmp_path / "out"
+    argv = ["bench", bench, "--data", "nonsense"] + (["--quick", "--out", str(out)] if bench == "radioactivity" else [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"bitmark bench {bench}: no generator weights") and err.count("\n") == 1
+    assert not out.exists()

@@ -80,9 +80,13 @@ def run_null(args: argparse.Namespace) -> int:
 def run_recoverability(args: argparse.Namespace) -> int:
     from bitmark.benchmarks.recoverability import run
     from bitmark.io.datasets import require_extras
+    from bitmark.models import MissingWeights
 
     require_extras(args.data)
-    run(data=args.data, num=args.num, as_json=args.json)
+    try:
+        run(data=args.data, num=args.num, as_json=args.json)
+    except MissingWeights as e:
+        raise UsageError(str(e)) from e
     return EXIT_OK
 
 
@@ -118,6 +122,10 @@ def run_robustness(args: argparse.Namespace) -> int:
 
 def run_radioactivity(args: argparse.Namespace) -> int:
     from bitmark.benchmarks.radioactivity import run
+    from bitmark.models import MissingWeights
 
-    run(args.out, quick=args.quick, as_json=args.json, data=args.data)
+    try:
+        run(args.out, quick=args.quick, as_json=args.json, data=args.data)
+    except MissingWeights as e:
+        raise UsageError(str(e)) from e
     return EXIT_OK
