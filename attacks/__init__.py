@@ -8,6 +8,6 @@
 """
 
 from bitmark.attacks import classical, regeneration, whitebox  # noqa: F401  (register their attacks)
-from bitmark.attacks.base import REGISTRY, Attack, AttackError, Chain, get, names, parse
+from bitmark.attacks.base import REGISTRY, Attack, AttackError, Chain, check, get, names, parse
 
-__all__ = ["REGISTRY", "Attack", "AttackError", "Chain", "get", "names", "parse"]
+__all__ = ["REGISTRY", "Attack", "AttackError", "Chain", "check", "get", "names", "parse"]

@@ -40,10 +40,14 @@ class Attack:
             REGISTRY[cls.name] = cls
 
     def __init__(self, strength: float):
-        lo, hi = self.range
-        if not lo <= strength <= hi:
-            raise AttackError(f"{self.name}: strength {strength} is outside {lo}..{hi} ({self.unit})")
+        self.check_strength(strength)
         self.strength = float(strength)
+
+    @classmethod
+    def check_strength(cls, strength: float) -> None:
+        lo, hi = cls.range
+        if not lo <= strength <= hi:
+            raise AttackError(f"{cls.name}: strength {strength} is outside {lo}..{hi} ({cls.unit})")
 
     def __repr__(self) -> str:
         return f"{self.name}:{self.strength:g}"
@@ -99,9 +103,7 @@ def names() -> list[str]:
 
 def get(name: str, strength: float | None = None, **options) -> Attack:
     """An attack by name at a strength (default: the middle of its grid); `options` go to its constructor."""
-    cls = REGISTRY.get(name)
-    if cls is None:
-        raise AttackError(f"unknown attack {name!r}; known attacks: {', '.join(names())}")
+    cls = _class(name)
     if strength is None:
         strength = cls.grid[len(cls.grid) // 2]
     return cls(strength, **options)
@@ -111,15 +113,37 @@ def parse(spec: str, **options) -> Attack:
     """`name:strength` or a chain `a:1+b:2`; a bare name takes its default strength. `options` go to
     every part that accepts them (e.g. `oracle=` for the white-box attacks)."""
     parts = []
+    for name, strength in _items(spec):
+        accepted = getattr(REGISTRY.get(name), "options", ())
+        parts.append(get(name, strength, **{k: v for k, v in options.items() if k in accepted}))
+    return parts[0] if len(parts) == 1 else Chain(parts)
+
+
+def check(spec: str) -> None:
+    """Refuse a spec with an unknown name or a strength out of range, as `parse` would, but without building
+    the attacks (no models loaded, no oracle or observed images needed): for checking settings up front."""
+    for name, strength in _items(spec):
+        cls = _class(name)
+        cls.check_strength(cls.grid[len(cls.grid) // 2] if strength is None else strength)
+
+
+def _class(name: str) -> type[Attack]:
+    cls = REGISTRY.get(name)
+    if cls is None:
+        raise AttackError(f"unknown attack {name!r}; known attacks: {', '.join(names())}")
+    return cls
+
+
+def _items(spec: str) -> list[tuple[str, float | None]]:
+    """The (name, strength or None) of each part of a spec."""
+    items = []
     for item in spec.split("+"):
         name, _, value = item.strip().partition(":")
         try:
             strength = float(value) if value else None
         except ValueError:
             raise AttackError(f"{item!r}: strength must be a number, as in jpeg:50") from None
-        cls = REGISTRY.get(name.strip())
-        accepted = getattr(cls, "options", ()) if cls else ()
-        parts.append(get(name.strip(), strength, **{k: v for k, v in options.items() if k in accepted}))
-    if not parts:
+        items.append((name.strip(), strength))
+    if not items:
         raise AttackError("empty attack spec")
-    return parts[0] if len(parts) == 1 else Chain(parts)
+    return items

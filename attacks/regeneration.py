@@ -58,9 +58,13 @@ class _ModelAttack(Attack):
 
     def __init__(self, strength: float, **models):
         super().__init__(strength)
-        if strength != int(strength):
-            raise AttackError(f"{self.name}: strength must be a whole number ({self.unit}), got {strength}")
         self.models = models
+
+    @classmethod
+    def check_strength(cls, strength: float) -> None:
+        super().check_strength(strength)
+        if strength != int(strength):
+            raise AttackError(f"{cls.name}: strength must be a whole number ({cls.unit}), got {strength}")
 
     def model(self, kind: str):
         return self.models.get(kind) or _shipped(kind)

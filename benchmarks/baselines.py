@@ -13,6 +13,8 @@ import logging
 import numpy as np
 from PIL import Image
 
+from bitmark.io.extras import missing, require
+
 log = logging.getLogger(__name__)
 
 METHODS = ("dwtDctSvd", "rivaGan")
@@ -20,12 +22,14 @@ SIDE = 256
 MESSAGE = [int(b) for b in np.random.default_rng(2025).integers(0, 2, 32)]
 
 
-def available() -> str | None:
-    """None when the library can run here, else the reason it is skipped."""
-    try:
-        import imwatermark  # noqa: F401
-    except ImportError:
-        return "invisible-watermark is not installed (pip install 'bitmark[baselines]'); its rows are skipped"
+def available(method: str = "dwtDctSvd") -> str | None:
+    """None when `method` can run here, else the reason its rows are skipped (RivaGAN also needs onnxruntime)."""
+    purpose = f"the invisible-watermark baseline {method}"
+    modules = ("imwatermark", "onnxruntime") if method == "rivaGan" else ("imwatermark",)
+    for module in modules:
+        reason = missing(module, "baselines", purpose)
+        if reason:
+            return reason + "; its rows are skipped"
     return None
 
 
@@ -37,11 +41,12 @@ class PostHoc:
     """One invisible-watermark method: `embed` uint8 RGB images, `score` them (binomial z of matched bits)."""
 
     def __init__(self, method: str):
-        from imwatermark import WatermarkDecoder, WatermarkEncoder
-
         if method not in METHODS:
             raise ValueError(f"unknown invisible-watermark method {method!r}; choose from {', '.join(METHODS)}")
+        imwatermark = require("imwatermark", "baselines", f"the invisible-watermark baseline {method}")
+        WatermarkDecoder, WatermarkEncoder = imwatermark.WatermarkDecoder, imwatermark.WatermarkEncoder
         if method == "rivaGan":
+            require("onnxruntime", "baselines", "the invisible-watermark baseline rivaGan")
             WatermarkEncoder.loadModel()
         self.method = method
         self.encoder = WatermarkEncoder()

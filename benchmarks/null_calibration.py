@@ -12,9 +12,9 @@ import json
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from bitmark.evaluation.keys import fixed_key
+from bitmark.io.progress import progress
 
 TINY_SIDES = (1, 2, 3, 4, 6, 8)
 ARMS = (
@@ -24,7 +24,6 @@ ARMS = (
     ("keyed-spatial", "self-normalised", False),
     ("bitmark-2025", "binomial", False),
 )
-
 
 
 def iid_pyramid(num: int, seed: int, sides=TINY_SIDES, d: int = 16) -> list[torch.Tensor]:
@@ -52,7 +51,7 @@ def measure(num: int = 5000, keys: int = 8, fpr: float = 0.01) -> list[dict]:
     torch.set_num_threads(1)
     sources = {"iid": iid_pyramid(num, seed=1), "markov-0.8": markov_pyramid(num, seed=1)}
     rows = []
-    with tqdm(total=len(sources) * len(ARMS) * keys, desc="null calibration", leave=False) as bar:
+    with progress(desc="null calibration", total=len(sources) * len(ARMS) * keys, leave=False) as bar:
         for source, pyramid in sources.items():
             for rule, null, unique in ARMS:
                 rates, mean_z = [], []

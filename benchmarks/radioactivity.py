@@ -29,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
+
+from bitmark.io.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +101,10 @@ class Experiment:
 
         data = plan.data
         self.out, self.plan = Path(out), plan
+        self.shipped, self.tok = load_generator(data)  # missing weights or data fail before plan.json is written
+        held = load_dataset(data, "heldout")
         self.out.mkdir(parents=True, exist_ok=True)
         self._check_plan()
-        self.shipped, self.tok = load_generator(data)
-        held = load_dataset(data, "heldout")
         n = plan.pool_size or len(held)
         pick = np.random.default_rng(plan.seed).permutation(len(held))[:n]
         self.real, self.labels, self.classes = held.images[pick], held.labels[pick], held.classes
@@ -196,19 +197,23 @@ def run(out: str | Path, quick: bool = False, as_json: bool = False, plan: Plan 
     """Every arm of the plan (finished ones are loaded), then radioactivity.csv, scores.csv, summary.md and
     radioactivity.png in `out`. Returns {"rows": per-arm rows, "wall_s": ...}. backend: the embedded one only
     (the suspects are generators trained here; another backend is refused with the reason)."""
-    from bitmark.backends import require
+    from bitmark.backends import require as require_backend
     from bitmark.benchmarks import radioactivity_report as report
+    from bitmark.io.datasets import require_extras
+    from bitmark.io.extras import require
 
     if backend is not None:
-        require(backend, "bench radioactivity", retrainable=True)
+        require_backend(backend, "bench radioactivity", retrainable=True)
 
     torch.set_num_threads(1)
     plan = dataclasses.replace(plan or (QUICK if quick else FULL), data=data)
+    require_extras(plan.data)  # before plan.json is written: a missing extra fails now, not after the training
+    require("matplotlib", "plots", "the radioactivity figure")
     t0 = time.time()
     exp = Experiment(Path(out), plan)
     arms = []
     todo = [(v, s) for v in plan.variants for s in plan.shares]
-    for variant, share in tqdm(todo, desc="radioactivity arms", disable=None):
+    for variant, share in progress(todo, desc="radioactivity arms"):
         arms.append(exp.arm(variant, share))
         log.info("%s: mean z %.3f", arm_name(variant, share), arms[-1]["scores"]["z"].mean())
     result = report.write(exp.out, plan, arms, exp.reference_scores(), wall_s=time.time() - t0)

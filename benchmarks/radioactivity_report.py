@@ -19,6 +19,9 @@ from bitmark.benchmarks.metrics import tpr_at_fpr
 from bitmark.detectors import suspect
 
 FPR = 0.01
+LINES = ("-", "--", ":", "-.", (0, (5, 1)))
+FILES = ("plan.json", "radioactivity.csv", "scores.csv", "summary.md", "radioactivity.png")
+SMALL_SAMPLES = 500  # outputs per arm below which the figures of a run are indicative only
 
 
 def arm_row(arm: dict, control_scores: dict | None, real: np.ndarray, num_scales: int) -> dict:
@@ -109,24 +112,27 @@ def write_scores(path: Path, arms: list[dict], reference: dict) -> None:
 
 def plot(path: Path, arms: list[dict], real: np.ndarray) -> None:
     """Histograms of z per share, one panel per variant, with the real crops for reference."""
-    import matplotlib
+    from bitmark.io.extras import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot("the radioactivity figure")
     variants = list(dict.fromkeys(a["variant"] for a in arms))
     fig, axes = plt.subplots(1, len(variants), figsize=(4.2 * len(variants), 3.2), sharey=True, squeeze=False)
     allz = np.concatenate([real] + [a["scores"]["z"] for a in arms])
-    bins = np.linspace(min(-4.0, allz.min()), max(4.0, allz.max()), 40)
+    fewest = min(len(a["scores"]["z"]) for a in arms)
+    bins = np.linspace(min(-4.0, allz.min()), max(4.0, allz.max()), int(np.clip(2 * np.sqrt(fewest), 10, 40)))
     for ax, variant in zip(axes[0], variants):
         ax.hist(real, bins=bins, density=True, histtype="stepfilled", color="0.85", label="real crops")
-        for a in sorted((a for a in arms if a["variant"] == variant), key=lambda a: -a["share"]):
-            ax.hist(a["scores"]["z"], bins=bins, density=True, histtype="step", lw=1.4, label=f"{a['share']:.0%} marked")
+        mine = sorted((a for a in arms if a["variant"] == variant), key=lambda a: -a["share"])
+        for k, a in enumerate(mine):  # line styles differ, so a histogram hidden under another still shows
+            ax.hist(a["scores"]["z"], bins=bins, density=True, histtype="step", lw=1.4, ls=LINES[k % len(LINES)],
+                    label=f"{a['share']:.0%} marked (n = {len(a['scores']['z'])})")
         ax.set_title(f"suspect: {variant}", fontsize=10)
         ax.set_xlabel("owner-key z of unwatermarked outputs (PNG)", fontsize=8)
         ax.tick_params(labelsize=8)
     axes[0][0].set_ylabel("density", fontsize=8)
-    axes[0][-1].legend(fontsize=7, frameon=False)
+    axes[0][-1].legend(fontsize=7, frameon=False, loc="upper left")  # the tails are emptier than the top
+    if fewest < SMALL_SAMPLES:
+        fig.suptitle(f"small run: {fewest} outputs per arm, coarse histograms, indicative only", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -149,9 +155,12 @@ def _n(v: float) -> str:
 def summary(plan, rows: list[dict], reference: dict, wall_s: float, machine: str) -> str:
     real, marked = reference["real"]["z"], reference["marked"]["z"]
     num_scales = len([k for k in rows[0] if k.startswith("z_scale_") and k.endswith("_mean")])
+    small = plan.num_samples < SMALL_SAMPLES or len(plan.shares) < 3
     lines = [
         "# Radioactivity",
         "",
+        *([f"**Small run ({len(plan.shares)} shares, {plan.num_samples} outputs per arm, {plan.other_keys} unrelated "
+           "keys): a smoke test; its figures are indicative only.**", ""] if small else []),
         (f"Owner key: `fixed_key({plan.key_index})`, keyed-spatial, n = 2, δ = {plan.delta:g}. Training sets: "
          f"{rows[0]['num_train']} images, the held-out real crops with a share replaced by watermarked samples "
          "of the shipped model (same class, decoded uint8 through PNG), nested across shares; the recipe adds "
@@ -217,6 +226,8 @@ def summary(plan, rows: list[dict], reference: dict, wall_s: float, machine: str
         (f"Wall time {wall_s / 60:.1f} min for this invocation (finished arms are loaded, not re-run); all arms "
          f"took {sum(r['train_wall_s'] + r['sample_and_score_wall_s'] for r in rows) / 60:.1f} min (training "
          f"{sum(r['train_wall_s'] for r in rows) / 60:.1f} min). Machine: {machine}."),
+        "",
+        "Files: " + ", ".join(f"`{f}`" for f in FILES) + " (and `arms/`, one folder per arm).",
     ]
     return "\n".join(lines) + "\n"
 
@@ -231,4 +242,4 @@ def write(out: Path, plan, arms: list[dict], reference: dict, wall_s: float) -> 
     plot(out / "radioactivity.png", arms, real)
     machine = provenance.machine()
     (out / "summary.md").write_text(summary(plan, rows, reference, wall_s, machine))
-    return {"rows": rows, "wall_s": round(wall_s, 1), "machine": machine}
+    return {"rows": rows, "wall_s": round(wall_s, 1), "machine": machine, "files": list(FILES)}

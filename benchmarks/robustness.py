@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,7 +34,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from bitmark import attacks
 from bitmark.benchmarks import baselines
@@ -42,6 +42,7 @@ from bitmark.benchmarks.metrics import roc_auc, tpr_at_fpr
 from bitmark.evaluation.keys import fixed_key
 from bitmark.evaluation.quality import psnr
 from bitmark.evaluation.roundtrip import agreement
+from bitmark.io.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +112,9 @@ class Bench:
         if self.real is None:
             self.real = self.sample(None, cfg.seed + 3, negatives)
         self.clean = self.sample(None, cfg.seed, max(negatives, cfg.num))  # the first num share the positives' seeds
-        unknown = set(cfg.schemes) - set(SCHEMES)
-        if unknown:
-            raise ValueError(f"unknown schemes {sorted(unknown)}; choose from {', '.join(SCHEMES)}")
         self.keys = {name: fixed_key(SCHEMES[name][0], rule=SCHEMES[name][1]) for name in cfg.schemes}
         self.detectors = {name: BitDetector(key) for name, key in self.keys.items()}
-        self.marked = {name: self.sample(key, cfg.seed) for name, key in tqdm(self.keys.items(), desc="sampling", leave=False)}
+        self.marked = {name: self.sample(key, cfg.seed) for name, key in progress_bar(self.keys.items(), desc="sampling", leave=False)}
         self.realigned = None
         if cfg.realign:
             from bitmark.detectors.realign import RealigningDetector
@@ -195,12 +193,16 @@ def baseline_rows(bench: Bench, specs: list[str]) -> list[dict[str, Any]]:
     """invisible-watermark on 256² upscales of the first n clean samples (negatives: those and n real)."""
     rows = []
     for method, n in bench.cfg.baseline_num.items():
+        skipped = baselines.available(method)
+        if skipped:
+            log.warning("%s", skipped)
+            continue
         n = min(n, len(bench.clean), len(bench.real))
         clean, real = baselines.upscale(bench.clean[:n]), baselines.upscale(bench.real[:n])
         scheme = f"invisible-watermark {method}"
         post = baselines.PostHoc(method)
         marked = post.embed(clean)
-        for spec in tqdm(specs, desc=scheme, leave=False):
+        for spec in progress_bar(specs, desc=scheme, leave=False):
             attack = attacks.parse(spec)
             attacked = attack(marked, seed=11)
             neg = np.concatenate([post.score(attack(clean, seed=12)), post.score(attack(real, seed=13))])
@@ -254,23 +256,70 @@ def _read_done(path: Path) -> list[dict[str, Any]]:
         return list(csv.DictReader(f))
 
 
-def run(out: Path, cfg: Config, progress: bool = True, backend=None) -> dict[str, Any]:
-    """Run (or resume) the benchmark into `out`; returns the paths written and the wall time. backend: a
-    `bitmark.backends` generator (default embedded); what another cannot run is listed in the summary."""
-    from bitmark.backends import EmbeddedBackend
+def validate(out: Path, cfg: Config, specs: list[str] | None = None) -> None:
+    """Refuse a configuration that could not finish, before anything is written or loaded: attack specs
+    (names and strengths, as the registry checks them), schemes, counts, deltas, baseline methods, the
+    extras the run needs (data, plots), and a finished or unfinished run of another configuration in `out`."""
+    from bitmark.io.datasets import require_extras
+    from bitmark.io.extras import require
 
-    torch.set_num_threads(1)
+    problems = []
+    if cfg.num < 1:
+        problems.append(f"num must be at least 1, got {cfg.num}")
+    if cfg.num_negatives is not None and cfg.num_negatives < 1:
+        problems.append(f"num_negatives must be at least 1, got {cfg.num_negatives}")
+    specs = cfg.attacks or default_specs()
+    for spec in specs:
+        try:
+            attacks.check(spec)
+        except attacks.AttackError as e:
+            problems.append(f"attack {spec!r}: {e}")
+    twice = sorted({s for s in specs if specs.count(s) > 1})
+    if twice:
+        problems.append(f"attacks listed twice: {', '.join(twice)}")
+    unknown = [s for s in cfg.schemes if s not in SCHEMES]
+    if unknown or not cfg.schemes:
+        problems.append((f"unknown schemes {unknown}" if unknown else "no schemes")
+                        + f"; choose from {', '.join(repr(s) for s in SCHEMES)}")
+    if cfg.realign and DEFAULT not in cfg.schemes:
+        problems.append(f"the crop search (realign) runs on the default scheme: keep {DEFAULT!r} in the schemes")
+    if not cfg.deltas or not all(math.isfinite(d) and d > 0 for d in cfg.deltas):
+        problems.append(f"deltas must be finite and > 0, got {list(cfg.deltas)}")
+    bad = [m for m in cfg.baseline_num if m not in baselines.METHODS]
+    if bad:
+        problems.append(f"unknown baseline methods {bad}; choose from {', '.join(baselines.METHODS)}")
+    if any(n < 1 for n in cfg.baseline_num.values()):
+        problems.append(f"baseline image counts must be at least 1, got {cfg.baseline_num}")
+    cfg_file = out / "config.json"
+    if cfg_file.exists() and json.loads(cfg_file.read_text()) != _wanted(cfg, specs or cfg.attacks or default_specs()):
+        problems.append(f"{out} holds a run with another configuration ({cfg_file}); use a new --out")
+    if problems:
+        raise ValueError("; ".join(problems))
+    require_extras("photos")
+    require("matplotlib", "plots", "the robustness figures")
+
+
+def _wanted(cfg: Config, specs: list[str]) -> dict[str, Any]:
+    """The configuration as config.json records it (the specs this backend runs, spelled out)."""
+    return {**asdict(cfg), "attacks": specs, "deltas": list(cfg.deltas),
+            "baseline_attacks": list(cfg.baseline_attacks)}
+
+
+def run(out: Path, cfg: Config, progress: bool = True, backend=None) -> dict[str, Any]:
+    """Run (or resume) the benchmark into `out`; returns the files written, the row count and the wall time.
+    backend: a `bitmark.backends` generator (default embedded); what another cannot run is listed in the summary."""
+    from bitmark.backends import EmbeddedBackend
+    from bitmark.benchmarks.robustness_report import plots, summary
+
     backend = backend or EmbeddedBackend("photos")
     cfg.backend = backend.description if backend.kind != "embedded" else "embedded"
-    out.mkdir(parents=True, exist_ok=True)
     specs, not_run = backend_specs(cfg.attacks or default_specs(), backend)
     if backend.kind != "embedded":
         cfg.baseline_num = {}
-    cfg_file = out / "config.json"
-    wanted = {**asdict(cfg), "attacks": specs, "deltas": list(cfg.deltas), "baseline_attacks": list(cfg.baseline_attacks)}
-    if cfg_file.exists() and json.loads(cfg_file.read_text()) != wanted:
-        raise ValueError(f"{out} holds a run with another configuration ({cfg_file}); use a new --out")
-    cfg_file.write_text(json.dumps(wanted, indent=2) + "\n")
+    validate(out, cfg, specs)
+    torch.set_num_threads(1)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(_wanted(cfg, specs), indent=2) + "\n")
     start = time.time()
     results = out / "results.csv"
     done = {r["spec"] for r in _read_done(results)}
@@ -280,7 +329,7 @@ def run(out: Path, cfg: Config, progress: bool = True, backend=None) -> dict[str
         writer = csv.DictWriter(f, COLUMNS, restval="")
         if not done:
             writer.writeheader()
-        for spec in tqdm(todo, desc="attacks", disable=not progress or None):
+        for spec in progress_bar(todo, desc="attacks", unit="attack", enabled=progress):
             for row in attack_rows(bench, spec):
                 writer.writerow(row)
             f.flush()
@@ -299,120 +348,10 @@ def run(out: Path, cfg: Config, progress: bool = True, backend=None) -> dict[str
     rows = _read_done(results)
     wall = time.time() - start
     own_fpr = {name: float(d.is_watermarked.mean()) for name, d in bench.untouched.items()}
-    text = summary(rows, quality, cfg, skipped, wall, own_fpr)
+    figures = plots(rows, quality, out)
+    files = ["config.json", "results.csv", "quality.csv", "summary.md", *figures]
+    text = summary(rows, quality, cfg, skipped, wall, own_fpr, files)
     if backend.kind != "embedded":
         text = backend_note(backend, not_run, cfg) + text
     (out / "summary.md").write_text(text)
-    plots(rows, quality, out)
-    return {"out": str(out), "wall_s": round(wall, 1), "rows": len(rows), "baseline": skipped or "ran"}
-
-
-def _num(v: Any) -> float | None:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return None
-
-
-def _fmt(v: Any) -> str:
-    x = _num(v)
-    return "–" if v in ("", None) else (f"{x:.3f}" if x is not None else str(v))
-
-
-def summary(rows: list[dict], quality: list[dict], cfg: Config, skipped: str | None, wall: float,
-            own_fpr: dict[str, float]) -> str:
-    from bitmark.evaluation.provenance import cpu_name
-
-    schemes = list(dict.fromkeys(r["scheme"] for r in rows))
-    by = {(r["scheme"], r["spec"]): r for r in rows}
-    neg = min(cfg.num_negatives or cfg.num, 950)
-    real = "held-out real crops" if cfg.backend == "embedded" else "clean samples of a second draw (as 'real')"
-    lines = [
-        "# Robustness and quality", "",
-        f"N = {cfg.num} watermarked samples per scheme, {max(neg, cfg.num)} clean samples (the first {cfg.num} with the "
-        f"positives' seeds and classes) and {neg} {real}; thresholds from the clean + real negatives "
-        f"under the same attack; {wall / 60:.1f} min on {cpu_name()}, 1 thread (this run; a resumed run counts "
-        "its last part).", "",
-        "## TPR at 1% FPR (headline attacks)", "",
-        "| scheme | " + " | ".join(HEADLINE) + " |", "|---" * (len(HEADLINE) + 1) + "|",
-    ]
-    for s in schemes:
-        lines.append(f"| {s} | " + " | ".join(_fmt(by.get((s, h), {}).get("tpr_at_1pct", "")) for h in HEADLINE) + " |")
-    notes = {r["scheme"]: r["note"] for r in rows if r["scheme"].startswith("invisible")}
-    lines += ["", "`–`: not run for that scheme. invisible-watermark takes pixel attacks only, at 256² (the model "
-              "attacks run at the models' 32²): " + "; ".join(f"{k}: {v}" for k, v in notes.items())
-              if not skipped else f"invisible-watermark: {skipped}.", "",
-              "Share of the un-attacked clean + real negatives that each scheme's own analytic 1% test flags: "
-              + ", ".join(f"{k} {v:.3f}" for k, v in own_fpr.items()) + ".", ""]
-    forgeries = [r for r in rows if r["attack"] in FORGERY]
-    if forgeries:
-        lines += ["## Forgery success (share of forged clean samples flagged by the detector's own 1% test)", "",
-                  "| scheme | attack | strength | success | PSNR |", "|---|---|---|---|---|"]
-        lines += [f"| {r['scheme']} | {r['attack']} | {r['strength']} | {_fmt(r['forgery_success'])} | {_fmt(r['psnr'])} |" for r in forgeries]
-        lines.append("")
-    if quality:
-        lines += ["## Quality cost of the mark (frozen classifier features; default rule)", "",
-                  "| set | FD to real | FD to clean | KID to real | precision | recall | TPR@1% after JPEG 75 |",
-                  "|---|---|---|---|---|---|---|"]
-        for q in quality:
-            lines.append(f"| {q['set']} | {_fmt(q['fd_to_real'])} | {_fmt(q['fd_to_clean'])} | {_fmt(q['kid_to_real'])} | "
-                         f"{_fmt(q['precision'])} | {_fmt(q['recall'])} | {_fmt(q['tpr_jpeg75'])} |")
-        lines += ["", f"Clean samples: FD to real {_fmt(quality[0]['fd_clean_to_real'])}. The noise floor is the second "
-                  "clean draw's FD to the clean samples.", ""]
-    lines += ["## Every row", "",
-              "| scheme | spec | TPR@1% | AUC | z pos | z neg | bit agreement | PSNR |", "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['scheme']} | {r['spec']} | {_fmt(r['tpr_at_1pct'] or r['forgery_success'])} | {_fmt(r['auc'])} | "
-                     f"{_fmt(r['z_pos_mean'])} | {_fmt(r['z_neg_mean'])} | {_fmt(r['bit_agreement'])} | {_fmt(r['psnr'])} |")
-    return "\n".join(lines) + "\n"
-
-
-def plots(rows: list[dict], quality: list[dict], out: Path) -> None:
-    """robustness.png (TPR@1% against strength per attack) and quality.png (TPR after JPEG 75 vs FD cost)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log.warning("matplotlib is not installed (pip install 'bitmark[plots]'); no plots")
-        return
-    curves = [r for r in rows if _num(r["strength"]) is not None and _num(r["tpr_at_1pct"]) is not None]
-    names = sorted({r["attack"] for r in curves if r["attack"] != "none"})
-    if not names:
-        log.warning("no TPR to plot (fewer than 1,000 negatives?)")
-        return
-    cols = 5
-    fig, axes = plt.subplots((len(names) + cols - 1) // cols, cols, figsize=(3.2 * cols, 2.4 * ((len(names) + cols - 1) // cols)), squeeze=False)
-    for ax, name in zip(axes.flat, names):
-        for scheme in dict.fromkeys(r["scheme"] for r in curves):
-            pts = sorted((float(r["strength"]), float(r["tpr_at_1pct"])) for r in curves if r["attack"] == name and r["scheme"] == scheme)
-            if pts:
-                ax.plot(*zip(*pts), marker="o", ms=3, label=scheme)
-        ax.set_title(f"{name} ({attacks.REGISTRY[name].unit})", fontsize=8)
-        ax.set_ylim(-0.05, 1.05)
-        ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(names):]:
-        ax.axis("off")
-    handles = {label: h for ax in axes.flat for h, label in zip(*ax.get_legend_handles_labels())}
-    fig.legend(handles.values(), handles.keys(), loc="lower right", fontsize=8)
-    fig.supylabel("TPR at 1% FPR")
-    fig.tight_layout()
-    fig.savefig(out / "robustness.png", dpi=70)
-    plt.close(fig)
-    marked = [q for q in quality if _num(q["tpr_jpeg75"]) is not None]
-    if not marked:
-        return
-    fig, ax = plt.subplots(figsize=(4.5, 3.5))
-    cost, tpr = [float(q["fd_to_clean"]) for q in marked], [float(q["tpr_jpeg75"]) for q in marked]
-    ax.plot(cost, tpr, marker="o")
-    for q, c, t in zip(marked, cost, tpr):
-        ax.annotate(f"δ={float(q['delta']):g}", (c, t), fontsize=8)
-    ax.set_xscale("symlog", linthresh=1.0)
-    ax.axvline(float(quality[0]["fd_to_clean"]), ls="--", c="grey", label="clean vs clean (noise floor)")
-    ax.set_xlabel("Fréchet distance to the clean samples")
-    ax.set_ylabel("TPR at 1% FPR after JPEG 75")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "quality.png", dpi=80)
-    plt.close(fig)
+    return {"out": str(out), "wall_s": round(wall, 1), "rows": len(rows), "baseline": skipped or "ran", "files": files}

@@ -23,8 +23,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from bitmark.detectors.manifest import (
     ManifestError,
     ManifestLock,
@@ -39,6 +37,7 @@ from bitmark.detectors.manifest import (
     write_keep_list,
 )
 from bitmark.detectors.watermark_filter import WatermarkFilter
+from bitmark.io.progress import progress as progress_bar
 
 __all__ = ["ManifestError", "list_inputs", "manifest_rows", "open_manifest", "scan", "score_files", "write_keep_list"]
 
@@ -164,7 +163,7 @@ def scan(
         todo = [p for p in list_inputs(inputs) if p not in m.done]
         remaining = len(todo) - (limit if limit is not None else len(todo))
         todo = todo[:limit] if limit is not None else todo
-        with tqdm(total=len(todo), desc="scan", unit="img", disable=not progress or None) as bar:
+        with progress_bar(desc="scan", total=len(todo), unit="img", enabled=progress) as bar:
             for start in range(0, len(todo), batch_size):
                 chunk = todo[start : start + batch_size]
                 m.append(score_files(filt, chunk))

@@ -25,6 +25,10 @@ def test_smoke_run_writes_every_output(tmp_path):
     assert syn["oracle"] == 0 and syn["watermark@0.01"] == 0 and syn["none"] == PRESETS["smoke"].synthetic_per_scrape()
     summary = (tmp_path / "summary.md").read_text()
     assert "## fresh" in summary and "gap closed" in summary.lower() and "Toy" in summary
+    # one seed: no "± 0.000", no gap presented as a finding, and the run says it is a smoke test
+    assert "± 0.000" not in summary and "(1 seed: no spread)" in summary and "not distinguishable from noise" in summary
+    assert "Too small to mean anything" in summary
+    assert all((tmp_path / f).stat().st_size > 0 for f in r["files"]) and "toy_generations.csv" in r["files"]
     before = (tmp_path / "generations.csv").read_text()
     run(tmp_path, preset="smoke", progress=False)  # every cell is finished: read back, not rerun
     assert (tmp_path / "generations.csv").read_text() == before

@@ -97,8 +97,11 @@ def heavy_modules_loaded_by(argv: list[str]) -> list[str]:
     return [m for m in out.rsplit("HEAVY=", 1)[1].strip().split(",") if m]
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["keygen", "--help"], ["detect", "--help"], ["bench", "--help"],
-                                  ["scan", "--help"], ["detect"]])  # the last: an argument error
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["keygen", "--help"], ["detect", "--help"], ["bench", "--help"],
+                                  ["scan", "--help"], ["generate", "--help"], ["attack", "--help"], ["train", "--help"],
+                                  ["demo", "--help"], ["collapse", "--help"], ["bench", "robustness", "--help"],
+                                  ["bench", "speed", "--help"], ["bench", "radioactivity", "--help"],
+                                  ["detect"], ["bench", "speed", "--quick"]])  # the last two: argument errors
 def test_help_and_argument_errors_import_nothing_heavy(argv):
     assert heavy_modules_loaded_by(argv) == []
 

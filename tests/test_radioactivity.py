@@ -36,7 +36,9 @@ def test_smoke_run_writes_the_outputs_and_resumes(tmp_path, monkeypatch, capsys)
     with open(tmp_path / "scores.csv") as f:
         sources = [r["source"] for r in csv.DictReader(f)]
     assert sources.count("suspect_output") == 4 * 12 and sources.count("real") == 20
-    assert "| finetune | 100% |" in (tmp_path / "summary.md").read_text()
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| finetune | 100% |" in summary and "Small run (2 shares, 12 outputs per arm" in summary
+    assert "Files: `plan.json`, `radioactivity.csv`" in summary
     # every arm finished: a second run loads them, and a run with another plan is refused
     before = (tmp_path / "arms" / "scratch-100" / "scores.npz").stat().st_mtime_ns
     radioactivity.run(tmp_path, plan=TINY, as_json=True)
@@ -46,7 +48,9 @@ def test_smoke_run_writes_the_outputs_and_resumes(tmp_path, monkeypatch, capsys)
 
 
 def test_bench_radioactivity_needs_out():
-    assert main(["bench", "radioactivity", "--quick"]) == 2
+    with pytest.raises(SystemExit) as e:  # --out is a required option of `bench radioactivity`
+        main(["bench", "radioactivity", "--quick"])
+    assert e.value.code == 2
 
 
 def test_report_rows_on_synthetic_arms():

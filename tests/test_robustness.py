@@ -31,7 +31,7 @@ def test_roc_auc_and_psnr():
 def test_robustness_smoke_run_writes_every_row_and_resumes(tmp_path):
     specs = ["none:0", "jpeg:75", "regen_scales:1", "bitflip:0.5", "steal_forge:10", "jpeg:50+crop:0.71"]
     cfg = robustness.Config(num=8, num_negatives=8, attacks=specs, deltas=(2.0,), baseline_num={})
-    robustness.run(tmp_path, cfg, progress=False)
+    result = robustness.run(tmp_path, cfg, progress=False)
     with open(tmp_path / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert {(r["scheme"], r["spec"]) for r in rows} == {(s, p) for s in robustness.SCHEMES for p in specs}
@@ -40,7 +40,14 @@ def test_robustness_smoke_run_writes_every_row_and_resumes(tmp_path):
     assert float(clean["z_pos_mean"]) > 10 and float(clean["auc"]) == 1.0 and clean["tpr_at_1pct"].startswith("n/a")
     assert float(by[(robustness.DEFAULT, "bitflip:0.5")]["z_pos_mean"]) < float(clean["z_pos_mean"])
     assert by[(robustness.DEFAULT, "steal_forge:10")]["forgery_success"] != ""
-    assert (tmp_path / "summary.md").read_text().startswith("# Robustness") and (tmp_path / "quality.csv").exists()
+    summary = (tmp_path / "summary.md").read_text()
+    assert summary.startswith("# Robustness") and (tmp_path / "quality.csv").exists()
+    # 8 positives and 16 negatives: the summary says the TPRs are indicative only, and lists what it wrote
+    assert "Small run: each TPR comes from 8 watermarked images" in summary and "too few for a threshold" in summary
+    assert result["files"] == ["config.json", "results.csv", "quality.csv", "summary.md"]  # no TPR to draw: no figures
+    assert all((tmp_path / f).stat().st_size > 0 for f in result["files"])
+    assert not (tmp_path / "robustness.png").exists() and not (tmp_path / "quality.png").exists()
+    assert summary.rstrip().endswith("\n".join(f"- `{f}`" for f in result["files"]))
     robustness.run(tmp_path, cfg, progress=False)  # finished: resuming adds nothing
     with open(tmp_path / "results.csv") as f:
         assert len(list(csv.DictReader(f))) == len(rows)

@@ -145,13 +145,13 @@ def run_world(make_world: Callable[[], Any], name: str, cfg: CollapseConfig, out
     """Every (seed, regime, arm) cell of `cfg` for the world `make_world()` (made only if a cell is left to
     run); all rows. With `resumable`, each finished cell is written to its file and finished cells are read
     back instead of run (the toy, which takes milliseconds a cell, is simply rerun)."""
-    from tqdm import tqdm
+    from bitmark.io.progress import progress as progress_bar
 
     world = None
     cells = [(s, r, a) for s in range(cfg.seeds) for r in cfg.regimes for a in cfg.arms_of(r)]
     rows: list[dict[str, Any]] = []
     gen0: dict[int, tuple] = {}
-    with tqdm(total=len(cells), desc=f"collapse {name}", unit="cell", disable=not progress or None) as bar:
+    with progress_bar(desc=f"collapse {name}", total=len(cells), unit="cell", enabled=progress) as bar:
         for seed, regime, arm in cells:
             path = cell_path(out, name, regime, arm, seed)
             if resumable and path.exists():

@@ -65,35 +65,69 @@ def gaps(summary: dict, regime: str) -> dict[str, float | None]:
     return {arm: gap_closed(none["area"], s["area"], oracle["area"]) for (reg, arm), s in summary.items() if reg == regime}
 
 
+ARM_STYLES = [("o", "-"), ("s", "--"), ("^", ":"), ("D", "-."), ("v", "-"), ("x", "--"), ("P", ":")]  # marker, line
+
+
+def too_small(cfg: CollapseConfig) -> str | None:
+    """A plain sentence when a run is too small for its differences between arms to mean anything."""
+    parts = []
+    if cfg.seeds < 2:
+        parts.append("1 seed: no spread can be estimated, so no difference between arms can be told from noise")
+    if cfg.generations < 3:
+        parts.append(f"T = {cfg.generations} generations: too few to show a trend")
+    return ("Too small to mean anything beyond a smoke test (" + "; ".join(parts) + ").") if parts else None
+
+
+def coincident(curves: dict[str, np.ndarray]) -> list[str]:
+    """'b = a' for each curve equal to an earlier one (they would be drawn on top of each other)."""
+    out, seen = [], []
+    for name, v in curves.items():
+        twin = next((other for other, w in seen if w.shape == v.shape and np.allclose(w, v, rtol=0, atol=1e-9)), None)
+        if twin is None:
+            seen.append((name, v))
+        else:
+            out.append(f"{name} = {twin}")
+    return out
+
+
 def plot(path: Path, rows: list[dict[str, Any]], cfg: CollapseConfig, metrics=("fd", "z_mean")) -> Path:
-    import matplotlib
+    from bitmark.io.extras import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot("the collapse figure")
+    from matplotlib.ticker import MaxNLocator
     labels = {"fd": "Fréchet distance to held-out", "z_mean": "mean z of own outputs"}
     colours = dict(zip(cfg.arms, plt.get_cmap("tab10").colors))
-    fig, axes = plt.subplots(len(metrics), len(cfg.regimes), figsize=(4 * len(cfg.regimes), 3 * len(metrics)),
+    styles = dict(zip(cfg.arms, ARM_STYLES * 2))
+    fig, axes = plt.subplots(len(metrics), len(cfg.regimes), figsize=(4 * len(cfg.regimes), 3 * len(metrics) + 0.4),
                              squeeze=False, sharex=True)
     for i, metric in enumerate(metrics):
         c = curves(rows, metric)
         for j, regime in enumerate(cfg.regimes):
             ax = axes[i][j]
+            drawn: dict[str, np.ndarray] = {}
             for arm in cfg.arms_of(regime):
                 if (regime, arm) not in c:
                     continue
                 v = np.array(list(c[(regime, arm)].values()))
                 t, m, sd = np.arange(v.shape[1]), v.mean(0), v.std(0)
-                ax.plot(t, m, label=arm, color=colours[arm], lw=1.5)
+                drawn[arm] = m
+                marker, line = styles[arm]
+                ax.plot(t, m, label=arm, color=colours[arm], lw=1.3, ls=line, marker=marker, ms=4, mfc="none")
                 if len(v) > 1:
                     ax.fill_between(t, m - sd, m + sd, color=colours[arm], alpha=0.15, lw=0)
-            ax.set_title(f"{regime}" if i == 0 else "", fontsize=10)
+            same = coincident(drawn)
+            if same:  # a curve drawn exactly over another: say so rather than hide it
+                ax.set_title("identical: " + "; ".join(same), loc="right", fontsize=6.5, color="0.3")
+            ax.set_title(f"{regime}" if i == 0 else "", loc="left", fontsize=10)
             ax.set_ylabel(labels.get(metric, metric) if j == 0 else "", fontsize=9)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # generations are whole numbers
             if i == len(metrics) - 1:
                 ax.set_xlabel("generation")
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7, loc="upper left")
-    fig.suptitle(f"collapse loop: mean ± sd over {cfg.seeds} seed(s)", fontsize=10)
+    spread = f"mean ± sd over {cfg.seeds} seeds" if cfg.seeds > 1 else "1 seed (no spread)"
+    small = f", T = {cfg.generations}: too small to mean anything (a smoke test)" if too_small(cfg) else ""
+    fig.suptitle(f"collapse loop: {spread}{small}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=72)
     plt.close(fig)
@@ -120,6 +154,11 @@ def _hits(hits: list) -> str:
     return f"{len(reached)}/{len(hits)} seeds" + (f", median t = {np.median(reached):g}" if reached else "")
 
 
+def _spread(mean: float, sd: float, seeds: int) -> str:
+    """mean ± sd over seeds, or the value alone when one seed gives no spread."""
+    return f"{_f(mean, 3)} ± {_f(sd, 3)}" if seeds > 1 else f"{_f(mean, 3)} (1 seed: no spread)"
+
+
 def table(summary: dict, cfg: CollapseConfig, regime: str, toy: bool = False) -> list[str]:
     g = gaps(summary, regime)
     head = "| arm | FD t=0 | FD t=T | excess area (± sd) | t to 2×FD₀ (per seed) | gap closed | synthetic leaked | real dropped (per seed, share) |"
@@ -130,7 +169,7 @@ def table(summary: dict, cfg: CollapseConfig, regime: str, toy: bool = False) ->
         s = summary.get((regime, arm))
         if s is None:
             continue
-        line = (f"| {arm} | {_f(s['fd0'], 3)} | {_f(s['fdT'], 3)} | {_f(s['area'], 3)} ± {_f(s['area_sd'], 3)} | {_hits(s['hits'])} "
+        line = (f"| {arm} | {_f(s['fd0'], 3)} | {_f(s['fdT'], 3)} | {_spread(s['area'], s['area_sd'], s['seeds'])} | {_hits(s['hits'])} "
                 f"| {_f(g.get(arm))} | {_f(s['leak'])} | {_f(s['real_dropped'], 1)} ({_f(s['real_dropped_share'], 3)}) |")
         if not toy:
             line += f" {_f(s['z'][0], 1)} → {_f(s['z'][-1], 1)} |" if "z" in s else " — |"
@@ -179,9 +218,10 @@ def toy_lines(rows: list[dict[str, Any]], cfg: CollapseConfig) -> list[str]:
 
 
 def summary_md(rows: list[dict[str, Any]], toy_rows: list[dict[str, Any]], cfg: CollapseConfig, toy_cfg: CollapseConfig,
-               header: list[str]) -> str:
+               header: list[str], files: list[str] = ()) -> str:
     s = cell_summary(rows, cfg)
-    lines = ["# Collapse loop", "", *header, ""]
+    small = too_small(cfg)
+    lines = ["# Collapse loop", "", *header, "", *([f"**{small}**", ""] if small else [])]
     lines += [("Generations-to-threshold: first t at which the Fréchet distance reaches "
               f"{cfg.threshold:g}× generation 0's (per seed; 'never' within T = {cfg.generations}). Excess area: area between "
               "the FD curve and its generation-0 value, t = 0..T (trapezoids), mean ± sd over seeds. Gap closed: "
@@ -201,6 +241,8 @@ def summary_md(rows: list[dict[str, Any]], toy_rows: list[dict[str, Any]], cfg: 
                   *toy_lines(toy_rows, toy_cfg), ""]
         for regime in toy_cfg.regimes:
             lines += [f"### toy {regime}", "", *table(ts, toy_cfg, regime, toy=True), ""]
+    if files:
+        lines += ["## Files", "", *(f"- `{f}`" for f in files), ""]
     return "\n".join(lines) + "\n"
 
 
@@ -217,7 +259,9 @@ def closing(s: dict, cfg: CollapseConfig) -> list[str]:
             if (regime, arm) in s:
                 a = s[(regime, arm)]
                 per_seed = [gap_closed(n, x, o) for n, x, o in zip(none["areas"], a["areas"], oracle["areas"])]
-                parts.append(f"{arm} {a['area']:.3f} (gap closed {_f(g.get(arm))}; per seed {', '.join(_f(v) for v in per_seed)}; "
+                gap = (f"gap closed {_f(g.get(arm))}; per seed {', '.join(_f(v) for v in per_seed)}" if cfg.seeds > 1 else
+                       f"gap closed {_f(g.get(arm))} from 1 seed, no spread: not distinguishable from noise")
+                parts.append(f"{arm} {a['area']:.3f} ({gap}; "
                              f"synthetic leaked {_f(a['leak'], 3)}, real thrown away {a['real_dropped']:.1f} per seed = "
                              f"{_f(a['real_dropped_share'], 3)} of the real that reached the filter)")
         if g.get(wm) is None:

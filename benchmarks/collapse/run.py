@@ -26,15 +26,23 @@ log = logging.getLogger(__name__)
 def run(out: Path, preset: str = "full", seeds: int | None = None, generations: int | None = None,
         progress: bool = True, backend=None) -> dict[str, Any]:
     """backend: the embedded one only (each generation retrains the generator; another backend is refused)."""
-    from bitmark.backends import require
+    from bitmark.backends import require as require_backend
     from bitmark.evaluation.provenance import command, machine
+    from bitmark.io.datasets import require_extras
+    from bitmark.io.extras import require
 
     if backend is not None:
-        require(backend, "bitmark collapse", retrainable=True)
+        require_backend(backend, "bitmark collapse", retrainable=True)
 
     torch.set_num_threads(1)
+    for name, value in (("seeds", seeds), ("generations", generations)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
     cfg = replace(PRESETS[preset], **{k: v for k, v in (("seeds", seeds), ("generations", generations)) if v is not None})
+    require_extras("photos")  # before anything is written: the held-out crops and the figure need the extras
+    require("matplotlib", "plots", "the collapse figure")
     out = Path(out)
+    _check_config(out / "config.json", cfg, write=False)
     out.mkdir(parents=True, exist_ok=True)
     _check_config(out / "config.json", cfg)
     start = time.time()
@@ -65,8 +73,9 @@ def run(out: Path, preset: str = "full", seeds: int | None = None, generations: 
         f"Generation 0 = the shipped generator, shared by every arm and regime of a seed. random / entropy / "
         f"confidence keep as many images as watermark@{cfg.match_fpr:g} kept, generation by generation."),
     ]
-    (out / "summary.md").write_text(summary_md(rows, toy_rows, cfg, toy_cfg, header))
-    return {"out": str(out), "rows": len(rows), "toy_rows": len(toy_rows), "wall_s": round(wall, 1)}
+    files = ["config.json", "generations.csv", "toy_generations.csv", "collapse.png", "summary.md", "invocations.jsonl"]
+    (out / "summary.md").write_text(summary_md(rows, toy_rows, cfg, toy_cfg, header, files))
+    return {"out": str(out), "rows": len(rows), "toy_rows": len(toy_rows), "wall_s": round(wall, 1), "files": files}
 
 
 def _invocations(working: list[dict[str, Any]]) -> str:
@@ -75,7 +84,7 @@ def _invocations(working: list[dict[str, Any]]) -> str:
     return f"{total:.1f} min ({each or 'none'})"
 
 
-def _check_config(path: Path, cfg: CollapseConfig) -> None:
+def _check_config(path: Path, cfg: CollapseConfig, write: bool = True) -> None:
     """A rerun must use the configuration the finished cells were made with, or a fresh --out."""
     now = json.loads(json.dumps(asdict(cfg)))
     if path.exists():
@@ -83,5 +92,5 @@ def _check_config(path: Path, cfg: CollapseConfig) -> None:
         diff = sorted(k for k in now if before.get(k) != now[k])  # a field added since counts when not None
         if diff:
             raise ValueError(f"{path.parent} holds cells of another configuration (differs in {diff}); use a new --out")
-    else:
+    elif write:
         path.write_text(json.dumps(now, indent=2) + "\n")

@@ -22,7 +22,7 @@ def add_parser(sub) -> None:
     add_allow_shared_key(a)
     a.add_argument("--observed", default=None, help="rule stealing (steal_remove, steal_forge): folder of watermarked images")
     a.add_argument("--overwrite", action="store_true", help="write into a non-empty --out (its attacks.jsonl is rewritten)")
-    a.add_argument("--json", action="store_true")
+    a.add_argument("--json", action="store_true", help="print one JSON line per image (or per attack with --list)")
     a.set_defaults(func=run)
 
 

@@ -1,4 +1,8 @@
-"""`bitmark bench`: the benchmarks that produce the figures in benchmarks/RESULTS.md."""
+"""`bitmark bench NAME`: the benchmarks that produce the figures in benchmarks/RESULTS.md.
+
+Each benchmark is its own sub-command with only its own options, so an option meant for another one is
+refused by name instead of being ignored; every setting is checked before anything is written or loaded.
+"""
 
 from __future__ import annotations
 
@@ -7,78 +11,154 @@ import json
 from pathlib import Path
 
 from bitmark.cli.backend_options import add_backend_arguments, backend_from_args
-from bitmark.cli.common import EXIT_OK, UsageError
+from bitmark.cli.common import EXIT_OK, UsageError, positive_int
+
+BENCHES = ("speed", "null", "recoverability", "robustness", "radioactivity", "compat", "scan")
 
 
 def add_parser(sub) -> None:
-    b = sub.add_parser("bench", help="run a benchmark: speed, null, recoverability, robustness, radioactivity, compat, scan")
-    b.add_argument("name", choices=("speed", "null", "recoverability", "robustness", "radioactivity", "compat", "scan"))
-    b.add_argument("--repeats", type=int, default=5, help="speed: timing repeats (best is kept)")
-    b.add_argument("--num", type=int, default=None, help="null: pyramids per source (5000); recoverability: samples of each kind (200); robustness: watermarked samples per scheme (500); scan: images (800)")
-    b.add_argument("--data", default="photos", help="recoverability: which shipped models")
-    b.add_argument("--keys", type=int, default=8, help="null: fixed keys per arm")
-    b.add_argument("--quick", action="store_true", help="robustness: 64 positives, 500 + 500 negatives, the headline attacks, 2 deltas; radioactivity: 2 shares, short training")
-    b.add_argument("--attacks", default=None, help="robustness: comma-separated specs (default: every grid)")
-    b.add_argument("--schemes", default=None, help="robustness: comma-separated bit schemes (default: all three)")
-    b.add_argument("--negatives", type=int, default=None, help="robustness: clean samples and real crops each (default: --num)")
-    b.add_argument("--realign", action="store_true", help="robustness: add the default detector with the crop search")
-    b.add_argument("--no-baselines", action="store_true", help="robustness: skip invisible-watermark even when installed")
-    b.add_argument("--out", default=None, help="robustness, radioactivity: output folder (an unfinished run there resumes)")
-    b.add_argument("--json", action="store_true")
-    add_backend_arguments(b)
-    b.set_defaults(func=run)
+    b = sub.add_parser("bench", help="run a benchmark: " + ", ".join(BENCHES),
+                       description="Run one benchmark; `bitmark bench NAME --help` lists its options.")
+    names = b.add_subparsers(dest="bench", required=True, metavar="NAME")
+
+    s = names.add_parser("speed", help="sampler overhead and detector throughput at Infinity-2B 1024² shapes")
+    s.add_argument("--repeats", type=positive_int, default=5, help="timing repeats (the best is kept)")
+    _json(s)
+    s.set_defaults(func=run_speed)
+
+    n = names.add_parser("null", help="false-positive rate of each rule and null for single fixed keys")
+    n.add_argument("--num", type=positive_int, default=5000, help="pyramids per source")
+    n.add_argument("--keys", type=positive_int, default=8, help="fixed keys per arm")
+    _json(n)
+    n.set_defaults(func=run_null)
+
+    r = names.add_parser("recoverability", help="does the mark survive PNG files? and sample quality")
+    r.add_argument("--num", type=positive_int, default=200, help="samples of each kind")
+    r.add_argument("--data", default="photos", help="which shipped models and their data set")
+    add_backend_arguments(r)
+    _json(r)
+    r.set_defaults(func=run_recoverability)
+
+    rb = names.add_parser("robustness", help="every attack x scheme: TPR at 1%% FPR, AUC, PSNR; quality per δ")
+    rb.add_argument("--out", required=True, help="output folder (an unfinished run there with the same settings resumes)")
+    rb.add_argument("--quick", action="store_true",
+                    help="64 positives, 500 + 500 negatives, the headline attacks, 2 deltas (about 2 minutes)")
+    rb.add_argument("--num", type=positive_int, default=None, help="watermarked samples per scheme (default: 500, --quick 64)")
+    rb.add_argument("--negatives", type=positive_int, default=None,
+                    help="clean samples and real crops each (default: --num; --quick 500; real crops at most 950)")
+    rb.add_argument("--attacks", default=None, help="comma-separated specs, e.g. jpeg:75,crop:0.5 (default: every grid)")
+    rb.add_argument("--schemes", default=None, help="comma-separated bit schemes (default: all three)")
+    rb.add_argument("--realign", action="store_true", help="add the default detector with the crop search")
+    rb.add_argument("--no-baselines", action="store_true", help="skip invisible-watermark even when installed")
+    add_backend_arguments(rb)
+    _json(rb)
+    rb.set_defaults(func=run_robustness)
+
+    ra = names.add_parser("radioactivity", help="do models trained on marked images emit the mark?")
+    ra.add_argument("--out", required=True, help="output folder (finished arms there are reused)")
+    ra.add_argument("--quick", action="store_true", help="2 shares, short training")
+    ra.add_argument("--data", default="photos", help="which shipped models and held-out crops")
+    add_backend_arguments(ra)
+    _json(ra)
+    ra.set_defaults(func=run_radioactivity)
+
+    c = names.add_parser("compat", help="z of the published BitMark stream count next to ours, on the same bits")
+    c.add_argument("--num", type=positive_int, default=64, help="samples of each arm")
+    add_backend_arguments(c)
+    _json(c)
+    c.set_defaults(func=run_compat)
+
+    sc = names.add_parser("scan", help="images/s of bitmark scan: the local engine and Ray with 1 and 2 workers")
+    sc.add_argument("--num", type=positive_int, default=800, help="held-out photos written as PNG and scanned")
+    _json(sc)
+    sc.set_defaults(func=run_scan)
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.backend != "embedded" and args.name in ("speed", "null"):
-        raise UsageError(f"bench {args.name} measures the sampler and detector on the embedded model and synthetic bits; it takes no --backend")
-    backend = backend_from_args(args)
-    if args.name == "compat":
-        from bitmark.benchmarks.compat import run
+def _json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
 
-        run(backend, num=args.num or 64, as_json=args.json)
-    elif args.name == "speed":
-        from bitmark.benchmarks.speed import run
 
-        run(as_json=args.json, repeats=args.repeats)
-    elif args.name == "scan":
-        from bitmark.benchmarks.scan_speed import run
-        from bitmark.detectors.scan_ray import RayMissing
+def run_speed(args: argparse.Namespace) -> int:
+    from bitmark.benchmarks.speed import run
 
-        try:
-            run(num=args.num or 800, as_json=args.json)
-        except RayMissing as e:
-            raise UsageError(str(e)) from None
-    elif args.name == "null":
-        from bitmark.benchmarks.null_calibration import run
+    run(as_json=args.json, repeats=args.repeats)
+    return EXIT_OK
 
-        run(num=args.num or 5000, keys=args.keys, as_json=args.json)
-    elif args.name == "robustness":
-        from bitmark.benchmarks import robustness
 
-        cfg = robustness.quick_config() if args.quick else robustness.Config()
-        if args.num:
-            cfg.num = args.num
-        if args.attacks:
-            cfg.attacks = [s.strip() for s in args.attacks.split(",") if s.strip()]
-        if args.schemes:
-            cfg.schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
-        cfg.num_negatives = args.negatives or cfg.num_negatives
-        cfg.realign = args.realign
-        if args.no_baselines:
-            cfg.baseline_num = {}
-        if not args.out:
-            raise UsageError("give --out DIR for the results")
-        result = robustness.run(Path(args.out), cfg, backend=backend)
-        print(json.dumps(result) if args.json else (Path(args.out) / "summary.md").read_text())
-    elif args.name == "radioactivity":
-        from bitmark.benchmarks.radioactivity import run
+def run_null(args: argparse.Namespace) -> int:
+    from bitmark.benchmarks.null_calibration import run
 
-        if not args.out:
-            raise UsageError("bench radioactivity needs --out DIR (finished arms there are reused)")
-        run(args.out, quick=args.quick, as_json=args.json, data=args.data, backend=backend)
+    run(num=args.num, keys=args.keys, as_json=args.json)
+    return EXIT_OK
+
+
+def run_recoverability(args: argparse.Namespace) -> int:
+    from bitmark.benchmarks.recoverability import run
+    from bitmark.io.datasets import require_extras
+    from bitmark.models import MissingWeights
+
+    require_extras(args.data)
+    try:
+        run(data=args.data, num=args.num, as_json=args.json, backend=backend_from_args(args))
+    except MissingWeights as e:
+        raise UsageError(str(e)) from e
+    return EXIT_OK
+
+
+def _items(text: str | None) -> list[str] | None:
+    return None if text is None else [s.strip() for s in text.split(",") if s.strip()]
+
+
+def run_robustness(args: argparse.Namespace) -> int:
+    from bitmark.benchmarks import robustness
+
+    cfg = robustness.quick_config() if args.quick else robustness.Config()
+    if args.num:
+        cfg.num = args.num
+    if args.attacks is not None:
+        cfg.attacks = _items(args.attacks)
+        if not cfg.attacks:
+            raise UsageError("--attacks is empty; leave it out for every attack at every grid strength")
+    if args.schemes is not None:
+        cfg.schemes = _items(args.schemes)
+    cfg.num_negatives = args.negatives or cfg.num_negatives
+    cfg.realign = args.realign
+    if args.no_baselines:
+        cfg.baseline_num = {}
+    out = Path(args.out)
+    result = robustness.run(out, cfg, backend=backend_from_args(args))  # checks every setting before a file is written or a model loaded
+    if args.json:
+        print(json.dumps(result))
     else:
-        from bitmark.benchmarks.recoverability import run
+        print((out / "summary.md").read_text())
+        print("wrote " + ", ".join(str(out / f) for f in result["files"]))
+    return EXIT_OK
 
-        run(data=args.data, num=args.num or 200, as_json=args.json, backend=backend)
+
+def run_radioactivity(args: argparse.Namespace) -> int:
+    from bitmark.benchmarks.radioactivity import run
+    from bitmark.models import MissingWeights
+
+    try:
+        run(args.out, quick=args.quick, as_json=args.json, data=args.data, backend=backend_from_args(args))
+    except MissingWeights as e:
+        raise UsageError(str(e)) from e
+    return EXIT_OK
+
+
+def run_compat(args: argparse.Namespace) -> int:
+    from bitmark.benchmarks.compat import run
+
+    run(backend_from_args(args), num=args.num, as_json=args.json)
+    return EXIT_OK
+
+
+def run_scan(args: argparse.Namespace) -> int:
+    from bitmark.benchmarks.scan_speed import run
+    from bitmark.detectors.scan_ray import RayMissing
+
+    try:
+        run(num=args.num, as_json=args.json)
+    except RayMissing as e:
+        raise UsageError(str(e)) from None
     return EXIT_OK

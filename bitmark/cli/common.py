@@ -23,6 +23,17 @@ def scales_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"scales are comma-separated integers, got {text!r}") from None
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (counts, repeats, sizes)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
 def add_allow_shared_key(parser: argparse.ArgumentParser) -> None:
     """The override of the permission check on key files (refused when group or others can read them)."""
     parser.add_argument("--allow-shared-key", action="store_true",

@@ -26,8 +26,8 @@ def add_parser(sub) -> None:
     add_allow_shared_key(m)
     m.add_argument("--data", default="photos", help="which shipped generator")
     m.add_argument("--num", type=int, default=16, help="samples of each kind")
-    m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--json", action="store_true")
+    m.add_argument("--seed", type=int, default=0, help="sampling seed of both kinds")
+    m.add_argument("--json", action="store_true", help="print one JSON line per sample")
     add_backend_arguments(m)
     m.set_defaults(func=run)
 

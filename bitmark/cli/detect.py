@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from bitmark.cli.backend_options import add_backend_arguments
 from bitmark.cli.common import (
     EXIT_OK,
     EXIT_UNREADABLE,
@@ -17,7 +18,6 @@ from bitmark.cli.common import (
     load_key,
     scales_list,
 )
-from bitmark.cli.backend_options import add_backend_arguments
 from bitmark.core.keys import RULES, ConfigMismatch
 from bitmark.io.folders import IMAGE_SUFFIXES, PYRAMID_SUFFIXES, iter_entries, unreadable_reason
 
@@ -40,8 +40,8 @@ def add_parser(sub) -> None:
         "detect", help="test images (PNG/JPEG/WebP files or folders) or bit pyramids (.safetensors/.npz)",
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    d.add_argument("inputs", nargs="+", metavar="INPUT")
-    d.add_argument("--key", required=True)
+    d.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders, and bit pyramids (.safetensors, .npz)")
+    d.add_argument("--key", required=True, help="the key file whose mark is tested")
     add_allow_shared_key(d)
     d.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate (default 0.01)")
     d.add_argument("--null", choices=("self-normalised", "binomial"), default=None, help="default: by rule")

@@ -14,7 +14,7 @@ _CONFIG = ("rule", "context", "delta", "scales")
 def add_parser(sub) -> None:
     k = sub.add_parser("keygen", help="make a new random 256-bit key file (mode 0600), or upgrade an old one")
     k.add_argument("--out", required=True, help="key file to write (never overwritten)")
-    k.add_argument("--rule", choices=RULES, default=None, help=f"green rule (default {WatermarkConfig.rule})")
+    k.add_argument("--rule", choices=RULES, default=None, help=f"green rule (default {WatermarkConfig.rule}; bitmark-2025: the published unkeyed one, for comparison)")
     k.add_argument("--context", type=int, default=None,
                    help=f"context width n, 2..8 (default {WatermarkConfig.context})")
     k.add_argument("--delta", type=float, default=None,

@@ -15,7 +15,7 @@ def add_parser(sub) -> None:
     s.add_argument("--paths-from", default=None, metavar="FILE",
                    help="also scan the files listed in FILE: one path a line, or (--engine ray) a Parquet table "
                         "with a `path` column and optionally the images' `bytes`")
-    s.add_argument("--key", required=True)
+    s.add_argument("--key", required=True, help="the key file whose mark is tested")
     add_allow_shared_key(s)
     s.add_argument("--out", required=True, help="manifest (JSONL, appended; a rerun resumes where it stopped)")
     s.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate (default 0.01)")
@@ -28,9 +28,9 @@ def add_parser(sub) -> None:
                    help="ray: scoring actors (default: the CPUs Ray has, less one for reading, over --cpus-per-worker)")
     s.add_argument("--cpus-per-worker", type=float, default=1.0, help="ray: CPUs each actor reserves (default 1)")
     s.add_argument("--gpus-per-worker", type=float, default=0.0, help="ray: GPUs each actor reserves, for an encoder that uses one (default 0; the shipped tokenizer runs on CPU)")
-    s.add_argument("--encoder", choices=("tokenizer",), default="tokenizer")
+    s.add_argument("--encoder", choices=("tokenizer",), default="tokenizer", help="what reads images into bits")
     s.add_argument("--data", default="photos", help="which shipped tokenizer (or a weights path)")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print the totals as JSON")
     add_backend_arguments(s)
     s.set_defaults(func=run)
 

@@ -11,21 +11,21 @@ from bitmark.cli.common import EXIT_OK, UsageError
 
 def add_parser(sub) -> None:
     t = sub.add_parser("train", help="train a shipped model (seeded, resumable, with a wall-time budget)")
-    t.add_argument("kind", choices=("tokenizer", "generator", "classifier", "autoencoder"))
+    t.add_argument("kind", choices=("tokenizer", "generator", "classifier", "autoencoder"), help="which model to train")
     t.add_argument("--data", required=True, help="photos, digits, or a folder of images (class = sub-folder)")
     t.add_argument("--out", default=None, help="weights path without suffix (default: RUN_DIR/DATA-KIND)")
     t.add_argument("--run-dir", default=None, help="checkpoint folder, default runs/DATA-KIND; an existing checkpoint is resumed")
     t.add_argument("--install", action="store_true",
                    help="write the weights into the package (bitmark/models/weights/DATA-KIND), replacing the shipped ones")
-    t.add_argument("--steps", type=int, default=2000)
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--lr", type=float, default=2e-3)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--steps", type=int, default=2000, help="optimiser steps in all (a resumed run counts those done)")
+    t.add_argument("--batch-size", type=int, default=64, help="images per step")
+    t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
+    t.add_argument("--seed", type=int, default=0, help="seed of initialisation and batches")
     t.add_argument("--budget-minutes", type=float, default=None, help="stop (and checkpoint) after this long")
     t.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for small models here)")
     t.add_argument("--cycle", type=float, default=1.0, help="tokenizer: weight of the round-trip hinge")
     t.add_argument("--tokenizer", default=None, help="generator: the tokenizer weights (default: the shipped one)")
-    t.add_argument("--json", action="store_true")
+    t.add_argument("--json", action="store_true", help="print the weights card as JSON")
     t.set_defaults(func=run)
 
 

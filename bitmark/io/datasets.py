@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from bitmark.io.extras import require
 from bitmark.io.images import ImageError, iter_image_files, load_image
 
 log = logging.getLogger(__name__)
@@ -50,17 +51,20 @@ class ImageSet:
         return len(self.labels)
 
 
-def _need(module: str):
-    import importlib
+def _need(module: str, name: str):
+    return require(module, "data", f"the {name!r} data set")
 
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        raise ImportError(f"this data set needs {module.split('.')[0]}: pip install 'bitmark[data]'") from e
+
+def require_extras(name: str) -> None:
+    """Raise MissingExtra now if data set `name` needs an extra that is not installed (before a long run)."""
+    if name == "photos":
+        _need("skimage.data", name)
+    elif name == "digits":
+        _need("sklearn.datasets", name)
 
 
 def _photo(name: str) -> np.ndarray:
-    img = getattr(_need("skimage.data"), name)()
+    img = getattr(_need("skimage.data", "photos"), name)()
     if isinstance(img, tuple):  # stereo_motorcycle returns (left, right, disparity)
         img = img[0]
     h, w = img.shape[:2]
@@ -89,7 +93,7 @@ def photos(split: str = "train", size: int = 32, stride: int = 4) -> ImageSet:
 
 def digits(split: str = "train", size: int = 32) -> ImageSet:
     _check_split(split)
-    d = _need("sklearn.datasets").load_digits()
+    d = _need("sklearn.datasets", "digits").load_digits()
     keep = (np.arange(len(d.target)) % 5 == 0) == (split == "heldout")
     images = []
     for x in d.images[keep]:

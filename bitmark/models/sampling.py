@@ -7,10 +7,10 @@ import math
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from bitmark.core.keys import WatermarkKey
 from bitmark.core.sampler import PlainSampler, WatermarkSampler
+from bitmark.io.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def sample_images(
     if sampler is None:
         sampler = WatermarkSampler(key, top_p=top_p) if key is not None else PlainSampler(top_p=top_p)
     images, pyramids = [], []
-    for b in tqdm(range(0, len(classes), BATCH), desc="sampling", leave=False, disable=not progress or None):
+    for b in progress_bar(range(0, len(classes), BATCH), desc="sampling", leave=False, enabled=progress):
         rng = torch.Generator().manual_seed(seed * 1_000_003 + b // BATCH)
         bits = gen.sample(classes[b : b + BATCH], sampler=sampler, cfg_scale=cfg_scale, temperature=temperature, generator=rng)
         images.append(tok.decode(bits))

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from tqdm import tqdm
+
+from bitmark.io.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def train(
         log.info("resumed %s at step %d", ckpt, step)
     start, metrics, stopped_by = time.time() - wall, {}, "steps"
     model.train()
-    with tqdm(total=cfg.steps, initial=step, desc=desc, leave=False, disable=None) as bar:
+    with progress(desc=desc, total=cfg.steps, initial=step, leave=False) as bar:
         while step < cfg.steps:
             loss, metrics = loss_fn(model, step, batch_generator(cfg.seed, step))
             opt.zero_grad(set_to_none=True)
