@@ -349,7 +349,7 @@ def run(out: Path, cfg: Config, progress: bool = True, backend=None) -> dict[str
     wall = time.time() - start
     own_fpr = {name: float(d.is_watermarked.mean()) for name, d in bench.untouched.items()}
     figures = plots(rows, quality, out)
-    files = ["config.json", "results.csv", "quality.csv", "summary.md", *figures]
+    files = ["config.json", "results.csv", *(["quality.csv"] if quality else []), "summary.md", *figures]
     text = summary(rows, quality, cfg, skipped, wall, own_fpr, files)
     if backend.kind != "embedded":
         text = backend_note(backend, not_run, cfg) + text

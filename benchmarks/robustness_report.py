@@ -80,14 +80,16 @@ def summary(rows: list[dict], quality: list[dict], cfg, skipped: str | None, wal
                   "| scheme | attack | strength | success | PSNR |", "|---|---|---|---|---|"]
         lines += [f"| {r['scheme']} | {r['attack']} | {r['strength']} | {_fmt(r['forgery_success'])} | {_fmt(r['psnr'])} |" for r in forgeries]
         lines.append("")
-    lines += ["## Quality cost of the mark (frozen classifier features; default rule)", "",
-              "| set | FD to real | FD to clean | KID to real | precision | recall | TPR@1% after JPEG 75 |",
-              "|---|---|---|---|---|---|---|"]
-    for q in quality:
-        lines.append(f"| {q['set']} | {_fmt(q['fd_to_real'])} | {_fmt(q['fd_to_clean'])} | {_fmt(q['kid_to_real'])} | "
-                     f"{_fmt(q['precision'])} | {_fmt(q['recall'])} | {_fmt(q['tpr_jpeg75'])} |")
-    lines += ["", f"Clean samples: FD to real {_fmt(quality[0]['fd_clean_to_real'])}. The noise floor is the second clean "
-              f"draw's FD to the clean samples (FD and KID from {cfg.num} samples per set).", "", "## Every row", "",
+    if quality:
+        lines += ["## Quality cost of the mark (frozen classifier features; default rule)", "",
+                  "| set | FD to real | FD to clean | KID to real | precision | recall | TPR@1% after JPEG 75 |",
+                  "|---|---|---|---|---|---|---|"]
+        for q in quality:
+            lines.append(f"| {q['set']} | {_fmt(q['fd_to_real'])} | {_fmt(q['fd_to_clean'])} | {_fmt(q['kid_to_real'])} | "
+                         f"{_fmt(q['precision'])} | {_fmt(q['recall'])} | {_fmt(q['tpr_jpeg75'])} |")
+        lines += ["", f"Clean samples: FD to real {_fmt(quality[0]['fd_clean_to_real'])}. The noise floor is the second "
+                  f"clean draw's FD to the clean samples (FD and KID from {cfg.num} samples per set).", ""]
+    lines += ["## Every row", "",
               "| scheme | spec | TPR@1% | AUC | z pos | z neg | bit agreement | PSNR |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['scheme']} | {r['spec']} | {_fmt(r['tpr_at_1pct'] or r['forgery_success'])} | {_fmt(r['auc'])} | "

@@ -208,4 +208,4 @@ def _dataset(ray, todo: Sequence[str], bytes_table: str | Path | None, batch_siz
         keep = [i for i, p in enumerate(names) if p in wanted]
         return {"path_bytes": [os.fsencode(names[i]) for i in keep], "bytes": [batch["bytes"][i] for i in keep]}
 
-    return ray.data.read_parquet(str(bytes_table), columns=["path", "bytes"]).map_batches(pick, batch_format="numpy")
+    return ray.data.read_parquet(str(bytes_table)).select_columns(["path", "bytes"]).map_batches(pick, batch_format="numpy")

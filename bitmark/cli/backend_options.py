@@ -13,12 +13,13 @@ from bitmark.cli.infinity_options import add_cli_arguments
 def add_backend_arguments(parser: Any) -> None:
     """--backend and the options that build Infinity (its VAE options too, unless the parser has them)."""
     parser.add_argument("--backend", choices=("embedded", "infinity"), default="embedded",
-                        help="the generator: the shipped tiny model (default) or your Infinity checkpoints")
+                        help="the generator: embedded (the shipped tiny model) or infinity (your Infinity checkpoints)")
     if "--vae" not in getattr(parser, "_option_string_actions", {}):
         add_cli_arguments(parser)
     g = parser.add_argument_group("--backend infinity")
     g.add_argument("--infinity-model", default=None, help="Infinity transformer weights (infinity_2b_reg.pth or a folder of shards)")
-    g.add_argument("--infinity-arch", choices=("infinity-2b", "infinity-8b"), default="infinity-2b")
+    g.add_argument("--infinity-arch", choices=("infinity-2b", "infinity-8b"), default="infinity-2b",
+                   help="which Infinity transformer the checkpoint holds")
     g.add_argument("--text-encoder", default=None, help="local flan-t5-xl folder (Infinity's text encoder)")
     g.add_argument("--device", default="cuda", help="device for Infinity's transformer and text encoder")
     g.add_argument("--prompts", default=None, help="prompt file, one per line (default: bitmark's 200 captions)")

@@ -21,13 +21,13 @@ def add_parser(sub) -> None:
     s.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate (default 0.01)")
     s.add_argument("--keep", default=None, help="write the files to keep (readable, not flagged) to this list")
     s.add_argument("--limit", type=int, default=None, help="scan at most this many new files, then stop")
-    s.add_argument("--batch-size", type=int, default=64, help="images scored together (default 64)")
+    s.add_argument("--batch-size", type=int, default=64, help="images scored together")
     s.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: this process (default); ray: Ray Data actors, a local Ray or RAY_ADDRESS's cluster")
     s.add_argument("--workers", type=int, default=None,
                    help="ray: scoring actors (default: the CPUs Ray has, less one for reading, over --cpus-per-worker)")
-    s.add_argument("--cpus-per-worker", type=float, default=1.0, help="ray: CPUs each actor reserves (default 1)")
-    s.add_argument("--gpus-per-worker", type=float, default=0.0, help="ray: GPUs each actor reserves, for an encoder that uses one (default 0; the shipped tokenizer runs on CPU)")
+    s.add_argument("--cpus-per-worker", type=float, default=1.0, help="ray: CPUs each actor reserves")
+    s.add_argument("--gpus-per-worker", type=float, default=0.0, help="ray: GPUs each actor reserves, for an encoder that uses one (the shipped tokenizer runs on CPU)")
     s.add_argument("--encoder", choices=("tokenizer",), default="tokenizer", help="what reads images into bits")
     s.add_argument("--data", default="photos", help="which shipped tokenizer (or a weights path)")
     s.add_argument("--json", action="store_true", help="print the totals as JSON")
