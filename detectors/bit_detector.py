@@ -31,8 +31,11 @@ from bitmark.detectors import stats
 NULLS = ("self-normalised", "binomial")
 
 
+PER_POSITION_RULES = ("keyed-spatial", "keyed-content")  # rules whose green values vary over a cell's positions
+
+
 def default_null(rule: str) -> str:
-    return "self-normalised" if rule == "keyed-spatial" else "binomial"
+    return "self-normalised" if rule in PER_POSITION_RULES else "binomial"
 
 
 @dataclass(frozen=True)
@@ -111,9 +114,9 @@ class BitDetector:
         null = null or default_null(cfg.rule)
         if null not in NULLS:
             raise ValueError(f"unknown null {null!r}; choose one of {', '.join(NULLS)}")
-        if null == "self-normalised" and cfg.rule != "keyed-spatial":
+        if null == "self-normalised" and cfg.rule not in PER_POSITION_RULES:
             raise ValueError(
-                f"the self-normalised null needs the keyed-spatial rule; with {cfg.rule!r} all positions "
+                f"the self-normalised null needs the keyed-spatial or keyed-content rule; with {cfg.rule!r} all positions "
                 "of a cell share one green value, so a null fitted per cell absorbs the mark. Use null='binomial'."
             )
         if unique and null != "binomial":
@@ -133,17 +136,18 @@ class BitDetector:
     def _scored(self, s: int) -> bool:
         return self.key.config.watermarks(s) and (self.scales is None or s in self.scales)
 
-    def cell_counts(self, bits: torch.Tensor, s: int) -> torch.Tensor:
+    def cell_counts(self, bits: torch.Tensor, s: int, coarser: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
         """Counts (B, J, S, 2, 2) of one scale's scored positions by (bit index j >= n-1, context, bit, green value).
 
         Every statistic of every null is a sum over this table, so one bincount serves them all.
+        `coarser`: the pyramid's scales before s (needed by keyed-content, whose tables they seed).
         """
         B, h, w, d = bits.shape
         n, S = self.rule.n, self.rule.num_contexts
         J = d - n + 1
         flat = bits.reshape(B, h * w, d)
         ctx = contexts(flat, n)
-        green_value = self.rule.green_values(self.rule.table(s, h, w, d), ctx)
+        green_value = self.rule.green_values(self.rule.token_tables(s, h, w, d, coarser), ctx)
         low = (ctx.to(torch.int16) << 2) | (flat[..., n - 1 :].to(torch.int16) << 1) | green_value.to(torch.int16)
         size = B * J * S * 4
         dtype = torch.int32 if size < 2**31 else torch.int64
@@ -187,7 +191,7 @@ class BitDetector:
         per_scale = torch.zeros(4, B, num_scales, dtype=torch.float64)
         for s, bits in enumerate(pyramid):
             if self._scored(s):
-                per_scale[:, :, s] = self.scale_stats(self.cell_counts(bits, s), s)
+                per_scale[:, :, s] = self.scale_stats(self.cell_counts(bits, s, pyramid[:s]), s)
         scored, green, expected, _ = per_scale.sum(-1).numpy()
         if self.null == "binomial" and self.weights is None:
             z = stats.binomial_z(green, scored)
@@ -225,13 +229,15 @@ class BitDetector:
         """Per scale, int8 (B, h, w, d): +1 where a scored bit is green, -1 where it is red, 0 where it is
         not scored. What a white-box attacker who holds the key sees (the oracle of `bitmark.attacks.whitebox`)."""
         out = []
-        for s, bits in enumerate(as_pyramid(pyramid)):
+        pyramid = as_pyramid(pyramid)
+        for s, bits in enumerate(pyramid):
             B, h, w, d = bits.shape
             status = torch.zeros(B, h * w, d, dtype=torch.int8)
             if self._scored(s):
                 flat = bits.reshape(B, h * w, d)
                 n = self.rule.n
-                green = self.rule.green_values(self.rule.table(s, h, w, d), contexts(flat, n)) == flat[..., n - 1 :]
+                table = self.rule.token_tables(s, h, w, d, pyramid[:s])
+                green = self.rule.green_values(table, contexts(flat, n)) == flat[..., n - 1 :]
                 status[..., n - 1 :] = green.to(torch.int8) * 2 - 1
             out.append(status.view(B, h, w, d))
         return out

@@ -10,19 +10,22 @@ from bitmark.cli.common import EXIT_OK, UsageError
 
 
 def add_parser(sub) -> None:
-    b = sub.add_parser("bench", help="run a benchmark: speed, null, recoverability, robustness, radioactivity")
-    b.add_argument("name", choices=("speed", "null", "recoverability", "robustness", "radioactivity"))
+    b = sub.add_parser("bench", help="run a benchmark: speed, null, recoverability, robustness, radioactivity, stealing")
+    b.add_argument("name", choices=("speed", "null", "recoverability", "robustness", "radioactivity", "stealing"))
     b.add_argument("--repeats", type=int, default=5, help="speed: timing repeats (best is kept)")
     b.add_argument("--num", type=int, default=None, help="null: pyramids per source (5000); recoverability: samples of each kind (200); robustness: watermarked samples per scheme (500)")
     b.add_argument("--data", default="photos", help="recoverability: which shipped models")
     b.add_argument("--keys", type=int, default=8, help="null: fixed keys per arm")
     b.add_argument("--quick", action="store_true", help="robustness: 64 positives, 500 + 500 negatives, the headline attacks, 2 deltas; radioactivity: 2 shares, short training")
     b.add_argument("--attacks", default=None, help="robustness: comma-separated specs (default: every grid)")
-    b.add_argument("--schemes", default=None, help="robustness: comma-separated bit schemes (default: all three)")
+    b.add_argument("--schemes", default=None, help="robustness, stealing: comma-separated bit schemes (default: all)")
     b.add_argument("--negatives", type=int, default=None, help="robustness: clean samples and real crops each (default: --num)")
     b.add_argument("--realign", action="store_true", help="robustness: add the default detector with the crop search")
     b.add_argument("--no-baselines", action="store_true", help="robustness: skip invisible-watermark even when installed")
-    b.add_argument("--out", default=None, help="robustness, radioactivity: output folder (an unfinished run there resumes)")
+    b.add_argument("--observed", default="10,100,1000", help="stealing: comma-separated numbers of observed watermarked images")
+    b.add_argument("--targets", type=int, default=200, help="stealing: forged clean, forged real and laundered marked images each")
+    b.add_argument("--seed-bits", type=int, default=None, help="stealing: keyed-content seed width for this run (a design sweep)")
+    b.add_argument("--out", default=None, help="robustness, radioactivity, stealing: output folder (an unfinished run there resumes)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=run)
 
@@ -53,6 +56,17 @@ def run(args: argparse.Namespace) -> int:
         if not args.out:
             raise UsageError("give --out DIR for the results")
         result = robustness.run(Path(args.out), cfg)
+        print(json.dumps(result) if args.json else (Path(args.out) / "summary.md").read_text())
+    elif args.name == "stealing":
+        from bitmark.benchmarks import stealing
+
+        if not args.out:
+            raise UsageError("bench stealing needs --out DIR")
+        cfg = stealing.Config(observed=tuple(int(n) for n in args.observed.split(",") if n.strip()), targets=args.targets,
+                              seed_bits=args.seed_bits)
+        if args.schemes:
+            cfg.schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
+        result = stealing.run(Path(args.out), cfg)
         print(json.dumps(result) if args.json else (Path(args.out) / "summary.md").read_text())
     elif args.name == "radioactivity":
         from bitmark.benchmarks.radioactivity import run
