@@ -18,7 +18,7 @@ def add_parser(sub) -> None:
     a.add_argument("--list", action="store_true", help="list attacks with units, ranges and default grids")
     a.add_argument("--seed", type=int, default=0, help="seed of randomised attacks (image i uses seed + i)")
     a.add_argument("--key", default=None, help="white-box attacks (bitflip, forge): the key whose green bits they see")
-    a.add_argument("--observed", default=None, help="rule stealing (steal_remove, steal_forge): folder of watermarked images")
+    a.add_argument("--observed", default=None, help="rule stealing and pixel averaging (steal_*, adaptive_*, average_*): folder of watermarked images")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=run)
 
