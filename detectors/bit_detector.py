@@ -5,8 +5,8 @@ Two nulls:
 * ``binomial`` -- each scored bit is green with probability 1/2, independently: the exact one-sided
   binomial test. Right on average over keys, but for one fixed key the bits of real images are
   correlated, and a context-only rule's few green choices line up with that structure by chance.
-* ``self-normalised`` (default for ``keyed-spatial``) -- the null is estimated from the image's own bits.
-  For every cell (scale, bit index j, context) take q, the share of ones among the cell's positions, and
+* ``self-normalised`` (default for ``keyed-spatial`` and ``keyed-content``) -- the null is estimated from the
+  image's own bits. For every cell (scale, bit index j, context) take q, the share of ones among the cell's positions, and
   score each position as green with probability q or 1-q by its green value. The statistic
   z = (G - E) / sqrt(V) then has, for *any* fixed bits and a random key, mean 0 and variance 1 exactly;
   and since it subtracts the image's own per-cell statistics, a fixed key does not drift on correlated
