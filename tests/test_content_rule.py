@@ -138,3 +138,30 @@ def test_stealing_benchmark_smoke(tmp_path, models, monkeypatch):
     assert all(0 <= float(r["flagged"]) <= 1 and float(r["flagged_25db"]) <= float(r["flagged"]) for r in forged)
     assert {r["seed_bits"] for r in rows if r["scheme"] == "keyed-content"} == {str(rules.SEED_BITS)}
     assert "Forgery" in (tmp_path / "summary.md").read_text() and result["wall_s"] > 0
+
+
+def test_keyed_content_through_the_infinity_adapter(monkeypatch):
+    """The Infinity hook samples keyed-content scale by scale (each scale's seeds from the bits it drew) and
+    rewrites the logits with the tables it used; the recorded pyramid is detected."""
+    import importlib
+    import sys
+    from pathlib import Path
+
+    from bitmark.adapters.infinity.sampler_hook import watermarked
+
+    for name in [m for m in sys.modules if m == "infinity" or m.startswith("infinity.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "fake_infinity"))
+    module = importlib.import_module("infinity.models.infinity")
+    schedule = [(1, 1, 1), (1, 2, 2), (1, 4, 4), (1, 8, 8)]
+    try:
+        with watermarked(WatermarkSampler(KEY), schedule, seed=1) as run:
+            module.Infinity(d_vae=16).autoregressive_infer_cfg(
+                scale_schedule=schedule, label_B_or_BLT=[0, 1, 2, 3], B=4, g_seed=0, cfg_list=[3.0] * 4,
+                tau_list=[1.0] * 4, top_k=900, top_p=0.97)
+        assert run.complete
+        result = BitDetector(KEY).detect(run.pyramid)
+        assert result.is_watermarked.all() and result.z_score.min() > 4
+    finally:
+        for name in [m for m in sys.modules if m == "infinity" or m.startswith("infinity.")]:
+            del sys.modules[name]
