@@ -7,7 +7,7 @@
     attacks.get("bitflip", 0.5, oracle=BitDetector(key).green_status)   # white-box: the key's oracle
 """
 
-from bitmark.attacks import classical, regeneration, whitebox  # noqa: F401  (register their attacks)
+from bitmark.attacks import averaging, classical, regeneration, stealing, whitebox  # noqa: F401  (register their attacks)
 from bitmark.attacks.base import REGISTRY, Attack, AttackError, Chain, check, get, names, parse
 
 __all__ = ["REGISTRY", "Attack", "AttackError", "Chain", "check", "get", "names", "parse"]

@@ -23,6 +23,8 @@ ARMS = (
     ("keyed-spatial", "binomial", False),
     ("keyed-spatial", "self-normalised", False),
     ("bitmark-2025", "binomial", False),
+    ("keyed-content", "binomial", False),
+    ("keyed-content", "self-normalised", False),
 )
 
 

@@ -53,7 +53,7 @@ SCHEMES = {  # name -> (key number, rule); every key n = 2, δ = 2
 }
 DEFAULT = "bitmark (keyed-spatial)"
 REALIGNED = "bitmark (keyed-spatial) + crop search"
-FORGERY = ("forge", "steal_forge")
+FORGERY = ("forge", "steal_forge", "adaptive_forge", "average_forge")
 
 
 def white_box(name: str) -> bool:
@@ -162,7 +162,7 @@ def attack_rows(bench: Bench, spec: str) -> list[dict[str, Any]]:
         marked = bench.marked[scheme]
         if white_box(name):
             options = {"oracle": det.green_status}
-            if name.startswith("steal"):
+            if "observed" in attacks.REGISTRY[name].options:  # rule stealing, pixel averaging
                 options = {"observed": bench.observed(scheme, int(float(spec.split(":")[1])))}
             attack = attacks.parse(spec, **options)
             neg = bench.untouched[scheme].z_score  # negatives un-attacked (see the module docstring)

@@ -5,8 +5,8 @@ Two nulls:
 * ``binomial`` -- each scored bit is green with probability 1/2, independently: the exact one-sided
   binomial test. Right on average over keys, but for one fixed key the bits of real images are
   correlated, and a context-only rule's few green choices line up with that structure by chance.
-* ``self-normalised`` (default for ``keyed-spatial``) -- the null is estimated from the image's own bits.
-  For every cell (scale, bit index j, context) take q, the share of ones among the cell's positions, and
+* ``self-normalised`` (default for ``keyed-spatial`` and ``keyed-content``) -- the null is estimated from the
+  image's own bits. For every cell (scale, bit index j, context) take q, the share of ones among the cell's positions, and
   score each position as green with probability q or 1-q by its green value. The statistic
   z = (G - E) / sqrt(V) then has, for *any* fixed bits and a random key, mean 0 and variance 1 exactly;
   and since it subtracts the image's own per-cell statistics, a fixed key does not drift on correlated
@@ -33,8 +33,11 @@ NULLS = ("self-normalised", "binomial")
 COUNTINGS = ("token", "stream")
 
 
+PER_POSITION_RULES = ("keyed-spatial", "keyed-content")  # rules whose green values vary over a cell's positions
+
+
 def default_null(rule: str) -> str:
-    return "self-normalised" if rule == "keyed-spatial" else "binomial"
+    return "self-normalised" if rule in PER_POSITION_RULES else "binomial"
 
 
 @dataclass(frozen=True)
@@ -117,9 +120,9 @@ class BitDetector:
         null = null or default_null(cfg.rule)
         if null not in NULLS:
             raise ValueError(f"unknown null {null!r}; choose one of {', '.join(NULLS)}")
-        if null == "self-normalised" and cfg.rule != "keyed-spatial":
+        if null == "self-normalised" and cfg.rule not in PER_POSITION_RULES:
             raise ValueError(
-                f"the self-normalised null needs the keyed-spatial rule; with {cfg.rule!r} all positions "
+                f"the self-normalised null needs the keyed-spatial or keyed-content rule; with {cfg.rule!r} all positions "
                 "of a cell share one green value, so a null fitted per cell absorbs the mark. Use null='binomial'."
             )
         if counting not in COUNTINGS:
@@ -148,17 +151,18 @@ class BitDetector:
     def _scored(self, s: int) -> bool:
         return self.key.config.watermarks(s) and (self.scales is None or s in self.scales)
 
-    def cell_counts(self, bits: torch.Tensor, s: int) -> torch.Tensor:
+    def cell_counts(self, bits: torch.Tensor, s: int, coarser: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
         """Counts (B, J, S, 2, 2) of one scale's scored positions by (bit index j >= n-1, context, bit, green value).
 
         Every statistic of every null is a sum over this table, so one bincount serves them all.
+        `coarser`: the pyramid's scales before s (needed by keyed-content, whose tables they seed).
         """
         B, h, w, d = bits.shape
         n, S = self.rule.n, self.rule.num_contexts
         J = d - n + 1
         flat = bits.reshape(B, h * w, d)
         ctx = contexts(flat, n)
-        green_value = self.rule.green_values(self.rule.table(s, h, w, d), ctx)
+        green_value = self.rule.green_values(self.rule.token_tables(s, h, w, d, coarser), ctx)
         low = (ctx.to(torch.int16) << 2) | (flat[..., n - 1 :].to(torch.int16) << 1) | green_value.to(torch.int16)
         size = B * J * S * 4
         dtype = torch.int32 if size < 2**31 else torch.int64
@@ -207,7 +211,7 @@ class BitDetector:
             per_scale[0], per_scale[1], per_scale[2], per_scale[3] = scored, green, scored / 2, scored / 4
         for s, bits in enumerate(pyramid):
             if self.counting == "token" and self._scored(s):
-                per_scale[:, :, s] = self.scale_stats(self.cell_counts(bits, s), s)
+                per_scale[:, :, s] = self.scale_stats(self.cell_counts(bits, s, pyramid[:s]), s)
         scored, green, expected, _ = per_scale.sum(-1).numpy()
         if self.null == "binomial" and self.weights is None:
             z = stats.binomial_z(green, scored)
@@ -245,13 +249,15 @@ class BitDetector:
         """Per scale, int8 (B, h, w, d): +1 where a scored bit is green, -1 where it is red, 0 where it is
         not scored. What a white-box attacker who holds the key sees (the oracle of `bitmark.attacks.whitebox`)."""
         out = []
-        for s, bits in enumerate(check_pyramid(pyramid, self.key.config, self.rule.n, self.scales, self.weights)):
+        pyramid = check_pyramid(pyramid, self.key.config, self.rule.n, self.scales, self.weights)
+        for s, bits in enumerate(pyramid):
             B, h, w, d = bits.shape
             status = torch.zeros(B, h * w, d, dtype=torch.int8)
             if self._scored(s):
                 flat = bits.reshape(B, h * w, d)
                 n = self.rule.n
-                green = self.rule.green_values(self.rule.table(s, h, w, d), contexts(flat, n)) == flat[..., n - 1 :]
+                table = self.rule.token_tables(s, h, w, d, pyramid[:s])
+                green = self.rule.green_values(table, contexts(flat, n)) == flat[..., n - 1 :]
                 status[..., n - 1 :] = green.to(torch.int8) * 2 - 1
             out.append(status.view(B, h, w, d))
         return out

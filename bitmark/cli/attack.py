@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
     a.add_argument("--seed", type=int, default=0, help="seed of randomised attacks (image i uses seed + i)")
     a.add_argument("--key", default=None, help="white-box attacks (bitflip, forge): the key whose green bits they see")
     add_allow_shared_key(a)
-    a.add_argument("--observed", default=None, help="rule stealing (steal_remove, steal_forge): folder of watermarked images")
+    a.add_argument("--observed", default=None, help="rule stealing and pixel averaging (steal_*, adaptive_*, average_*): folder of watermarked images")
     a.add_argument("--overwrite", action="store_true", help="write into a non-empty --out (its attacks.jsonl is rewritten)")
     a.add_argument("--json", action="store_true", help="print one JSON line per image (or per attack with --list)")
     a.set_defaults(func=run)

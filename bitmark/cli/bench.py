@@ -13,7 +13,7 @@ from pathlib import Path
 from bitmark.cli.backend_options import add_backend_arguments, backend_from_args
 from bitmark.cli.common import EXIT_OK, UsageError, positive_int
 
-BENCHES = ("speed", "null", "recoverability", "robustness", "radioactivity", "compat", "scan")
+BENCHES = ("speed", "null", "recoverability", "robustness", "radioactivity", "compat", "scan", "stealing")
 
 
 def add_parser(sub) -> None:
@@ -72,6 +72,17 @@ def add_parser(sub) -> None:
     sc.add_argument("--num", type=positive_int, default=800, help="held-out photos written as PNG and scanned")
     _json(sc)
     sc.set_defaults(func=run_scan)
+
+    st = names.add_parser("stealing", help="forgery and removal by attackers who observed N marked images, per rule")
+    st.add_argument("--out", required=True, help="output folder")
+    st.add_argument("--observed", default="10,100,1000", help="comma-separated numbers of observed watermarked images")
+    st.add_argument("--targets", type=positive_int, default=200,
+                    help="forged clean, forged real and laundered marked images each")
+    st.add_argument("--seed-bits", type=positive_int, default=None,
+                    help="keyed-content seed width for this run (a design sweep; default: the rule's)")
+    st.add_argument("--schemes", default=None, help="comma-separated bit schemes (default: all)")
+    _json(st)
+    st.set_defaults(func=run_stealing)
 
 
 def _json(p: argparse.ArgumentParser) -> None:
@@ -161,4 +172,21 @@ def run_scan(args: argparse.Namespace) -> int:
         run(num=args.num, as_json=args.json)
     except RayMissing as e:
         raise UsageError(str(e)) from None
+    return EXIT_OK
+
+
+def run_stealing(args: argparse.Namespace) -> int:
+    from bitmark.benchmarks import stealing
+
+    try:
+        observed = tuple(int(n) for n in args.observed.split(",") if n.strip())
+    except ValueError:
+        raise UsageError(f"--observed takes comma-separated whole numbers, got {args.observed!r}") from None
+    if not observed or min(observed) < 1:
+        raise UsageError(f"--observed needs numbers >= 1, got {args.observed!r}")
+    cfg = stealing.Config(observed=observed, targets=args.targets, seed_bits=args.seed_bits)
+    if args.schemes is not None:
+        cfg.schemes = _items(args.schemes)
+    result = stealing.run(Path(args.out), cfg)
+    print(json.dumps(result) if args.json else (Path(args.out) / "summary.md").read_text())
     return EXIT_OK

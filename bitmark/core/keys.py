@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-RULES = ("keyed-spatial", "keyed", "bitmark-2025")
+RULES = ("keyed-spatial", "keyed", "bitmark-2025", "keyed-content")
 DEFAULT_RULE = "keyed-spatial"
 KEY_FORMAT = "bitmark-key"
 KEY_VERSION = 2
@@ -67,7 +67,9 @@ class WatermarkConfig:
     """Everything that fixes which bits are green and how hard the sampler pushes them.
 
     rule:    "keyed-spatial" (default; green choice salted by the token's grid position),
-             "keyed" (context-only, shift-invariant) or "bitmark-2025" (the published, unkeyed rule).
+             "keyed" (context-only, shift-invariant), "bitmark-2025" (the published, unkeyed rule) or
+             "keyed-content" (each token's table seeded by its position and its parent token's bits: harder
+             to steal from observed images, less robust; see bitmark.core.rules).
     context: n, the width of the in-token window: a bit's green value depends on the n-1 bits before it.
     delta:   logit bias added to the green value while sampling; finite and > 0 (a key with delta 0 would
              label unmarked samples as marked under its id).

@@ -6,6 +6,9 @@ token, read as an integer with bit j-1 as the least significant bit. Its green v
     keyed          (d, 2^(n-1))         per scale: context-only, the same for every token (shift-invariant)
     keyed-spatial  (h*w, d, 2^(n-1))    per scale: also salted by the token's grid position
     bitmark-2025   green = NOT bit j-1  the published rule, unkeyed ("each bit differs from the previous")
+    keyed-content  (B, h*w, d, 2^(n-1)) per image: each token's table is seeded by a keyed hash of its grid
+                   position and the first SEED_BITS bits of its parent token on the previous scale, so the
+                   same cell recurs across images only where their coarse content agrees (see `seeds`)
 
 Tables are derived from the secret with SHAKE-256 (a keyed extendable-output function), so they are the
 same on every run, process and machine, and are computed once per (scale, grid, d) and cached.
@@ -21,6 +24,8 @@ import torch
 from bitmark.core.keys import WatermarkConfig, WatermarkKey
 
 _DOMAIN = b"bitmark/green-table/v1\x00"
+_CONTENT_DOMAIN = b"bitmark/content-table/v1\x00"
+SEED_BITS = 16  # keyed-content: bits of the parent token that seed a token's table (at most d)
 
 
 def contexts(bits: torch.Tensor, n: int) -> torch.Tensor:
@@ -54,8 +59,39 @@ class GreenRule:
         """True when the green choice differs between tokens of the same scale."""
         return self.config.rule == "keyed-spatial"
 
+    @property
+    def seeded(self) -> bool:
+        """True when a token's table also depends on the bits of coarser scales (keyed-content)."""
+        return self.config.rule == "keyed-content"
+
+    def token_tables(self, scale: int, h: int, w: int, d: int, coarser: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """The green tables the tokens of one scale use: (h*w | 1, d, S) for fixed-table rules, or
+        (B, h*w, d, S) for keyed-content, which needs `coarser`, the (B, h', w', d) bits of the scales before."""
+        if not self.seeded:
+            return self.table(scale, h, w, d)
+        if scale > 0 and (coarser is None or len(coarser) < scale):
+            raise ValueError(f"keyed-content: scale {scale}'s tables need the bits of the {scale} coarser scale(s)")
+        if scale == 0:
+            return self.content_table(scale, h, w, d, torch.zeros(1, h * w, dtype=torch.long))
+        return self.content_table(scale, h, w, d, seeds(coarser[scale - 1], h, w, d))
+
+    def content_table(self, scale: int, h: int, w: int, d: int, seed: torch.Tensor) -> torch.Tensor:
+        """keyed-content tables (B, L, d, S) for seeds (B, L): one SHAKE-256 draw per distinct (position, seed)."""
+        B, L = seed.shape
+        S = self.num_contexts
+        code = torch.arange(L, dtype=torch.long).view(1, L) * (1 << SEED_BITS) + seed.long()
+        unique, inverse = torch.unique(code.reshape(-1), return_inverse=True)
+        label = _CONTENT_DOMAIN + self._secret + f"|n={self.n}|scale={scale}|d={d}|grid={h}x{w}|".encode()
+        size = (d * S + 7) // 8
+        stream = b"".join(hashlib.shake_256(label + c.to_bytes(8, "little")).digest(size) for c in unique.tolist())
+        bits = np.unpackbits(np.frombuffer(stream, dtype=np.uint8).reshape(len(unique), size), axis=1, bitorder="little")
+        bank = torch.from_numpy(bits[:, : d * S].astype(bool)).view(len(unique), d, S)
+        return bank[inverse].view(B, L, d, S)
+
     def table(self, scale: int, h: int, w: int, d: int) -> torch.Tensor:
-        """Bool table of green values, shape (h*w or 1, d, 2^(n-1))."""
+        """Bool table of green values, shape (h*w or 1, d, 2^(n-1)). Not for keyed-content (see token_tables)."""
+        if self.seeded:
+            raise ValueError("keyed-content tables depend on each image's coarser bits: use token_tables(..., coarser)")
         cache_key = (scale, h, w, d) if self.spatial else (scale, 0, 0, d)
         table = self._cache.get(cache_key)
         if table is None:
@@ -77,10 +113,22 @@ class GreenRule:
         return torch.from_numpy(bits.astype(bool).reshape(-1, d, S))
 
     def green_values(self, table: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
-        """Green values of the scored bits: table (L|1, d, S), ctx from `contexts` (B, L, J) -> bool (B, L, J)."""
+        """Green values of the scored bits: table (L|1, d, S) or (B, L, d, S) (`token_tables`), ctx from
+        `contexts` (B, L, J) -> bool (B, L, J)."""
         B, L, d = ctx.shape
-        table = table[:, -d:, :].to(ctx.device)  # the scored bit indices j = n-1 .. d-1
+        table = table[..., -d:, :].to(ctx.device)  # the scored bit indices j = n-1 .. d-1
         if table.shape[-1] == 2:  # n = 2: select with bit operations, much faster than a gather
             return table[..., 0] ^ (ctx.bool() & (table[..., 0] ^ table[..., 1]))
-        full = table.expand(L, d, -1).unsqueeze(0).expand(B, -1, -1, -1)
+        full = (table if table.dim() == 4 else table.unsqueeze(0)).expand(B, L, d, -1)
         return torch.gather(full, -1, ctx.long().unsqueeze(-1)).squeeze(-1)
+
+
+def seeds(parent: torch.Tensor, h: int, w: int, d: int) -> torch.Tensor:
+    """keyed-content seeds of an (h, w) grid from the previous scale's bits `parent` (B, h', w', d): the first
+    min(SEED_BITS, d) bits of the token covering the same place, read as an integer. (B, h*w) int64."""
+    B, hp, wp, dp = parent.shape
+    rows = torch.arange(h) * hp // h
+    cols = torch.arange(w) * wp // w
+    k = min(SEED_BITS, dp, d)
+    bits = parent[:, rows][:, :, cols][..., :k].long()  # (B, h, w, k)
+    return (bits << torch.arange(k)).sum(-1).reshape(B, h * w)

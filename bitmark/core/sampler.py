@@ -65,10 +65,17 @@ def chain_loop(lo, u, table, n, delta, top_k=0, top_p=1.0, start=None):
             ctx = torch.zeros(B, L, dtype=torch.long, device=lo.device)
             for k in range(1, n):
                 ctx |= bits[..., j - k].long() << (k - 1)
-            green = torch.gather(table[:, j, :].to(lo.device).expand(L, -1), 1, ctx.T).T  # (B, L)
+            green = _green_at(table.to(lo.device), j, ctx)  # (B, L)
             logit = logit + delta * (2.0 * green.to(lo.dtype) - 1.0)
         bits[..., j] = u[..., j] < bit_probability(logit, top_k, top_p)
     return bits
+
+
+def _green_at(table: torch.Tensor, j: int, ctx: torch.Tensor) -> torch.Tensor:
+    """Green value of bit j given contexts ctx (B, L) long; table (L|1, d, S) or per image (B, L, d, S)."""
+    t = table[..., j, :]
+    t = t if t.dim() == 3 else t.unsqueeze(0)
+    return torch.gather(t.expand(ctx.shape[0], ctx.shape[1], -1), -1, ctx.unsqueeze(-1)).squeeze(-1)
 
 
 def _draw(lo_biased: torch.Tensor, u: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
@@ -111,7 +118,7 @@ def chain_fast(lo, u, table, n, delta, top_k=0, top_p=1.0, start=None):
     mask = (1 << (n - 1)) - 1
     for j in range(d):
         if j >= n - 1:
-            green = torch.gather(table[:, j, :].expand(L, -1), 1, ctx.T).T
+            green = _green_at(table, j, ctx)
             bits[..., j] = torch.where(green, up[..., j], down[..., j])
         ctx = ((ctx << 1) | bits[..., j].long()) & mask
     return bits
@@ -192,14 +199,26 @@ class WatermarkSampler(PlainSampler):
             raise ValueError(f"bias_from must be an integer >= n-1 = {n - 1} (a biased bit needs a full context), got {bias_from!r}")
         self.key, self.rule, self.impl = key, GreenRule(key), impl
         self.bias_from = n - 1 if bias_from is None else bias_from
+        self.coarser: list[torch.Tensor] = []  # keyed-content: this batch's bits of the scales sampled so far
+        self.last_table: torch.Tensor | None = None  # the green tables of the last watermarked scale
 
     def _sample(self, lo: torch.Tensor, u: torch.Tensor, scale: int, h: int, w: int) -> torch.Tensor:
         cfg = self.key.config
+        if self.rule.seeded:  # keyed-content: a token's table depends on the coarser bits of its own image
+            if scale == 0:
+                self.coarser = []
+            if scale != len(self.coarser):
+                raise RuntimeError(f"keyed-content samples scales in order: expected scale {len(self.coarser)}, got {scale}")
         if not cfg.watermarks(scale):
-            return super()._sample(lo, u, scale, h, w)
-        table = self.rule.table(scale, h, w, lo.shape[-1])
-        chain = chain_fast if self.impl == "fast" else chain_loop
-        return chain(lo, u, table, cfg.context, cfg.delta, self.top_k, self.top_p, start=self.bias_from)
+            bits = super()._sample(lo, u, scale, h, w)
+        else:
+            self.last_table = self.rule.token_tables(scale, h, w, lo.shape[-1], self.coarser)
+            chain = chain_fast if self.impl == "fast" else chain_loop
+            bits = chain(lo, u, self.last_table, cfg.context, cfg.delta, self.top_k, self.top_p,
+                         start=self.bias_from)
+        if self.rule.seeded:
+            self.coarser = self.coarser + [bits.view(bits.shape[0], h, w, bits.shape[-1])]
+        return bits
 
 
 __all__ = ["PUBLISHED_BIAS_FROM", "PlainSampler", "WatermarkSampler", "chain_loop", "chain_fast", "log_odds"]

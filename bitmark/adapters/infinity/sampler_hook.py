@@ -125,7 +125,7 @@ def _mask_like_sampled(pairs: torch.Tensor, bits: torch.Tensor, sampler: PlainSa
     lo = log_odds(pairs)
     if isinstance(sampler, WatermarkSampler) and sampler.key.config.watermarks(s) and sampler.key.config.delta:
         n, d = sampler.rule.n, bits.shape[-1]
-        green = sampler.rule.green_values(sampler.rule.table(s, h, w, d), contexts(bits, n)).to(lo.device)
+        green = sampler.rule.green_values(sampler.last_table, contexts(bits, n)).to(lo.device)
         start = getattr(sampler, "bias_from", n - 1)
         bias = torch.zeros_like(lo)
         bias[..., start:] = sampler.key.config.delta * (2.0 * green[..., start - (n - 1) :].to(lo.dtype) - 1.0)
