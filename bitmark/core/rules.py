@@ -81,7 +81,7 @@ class GreenRule:
         S = self.num_contexts
         code = torch.arange(L, dtype=torch.long).view(1, L) * (1 << SEED_BITS) + seed.long()
         unique, inverse = torch.unique(code.reshape(-1), return_inverse=True)
-        label = _CONTENT_DOMAIN + self._secret + f"|n={self.n}|scale={scale}|d={d}|grid={h}x{w}|".encode()
+        label = _CONTENT_DOMAIN + self._key.secret + f"|n={self.n}|scale={scale}|d={d}|grid={h}x{w}|".encode()
         size = (d * S + 7) // 8
         stream = b"".join(hashlib.shake_256(label + c.to_bytes(8, "little")).digest(size) for c in unique.tolist())
         bits = np.unpackbits(np.frombuffer(stream, dtype=np.uint8).reshape(len(unique), size), axis=1, bitorder="little")
