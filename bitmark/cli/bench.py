@@ -12,7 +12,7 @@ from bitmark.cli.common import EXIT_OK, UsageError
 def add_parser(sub) -> None:
     b = sub.add_parser("bench", help="run a benchmark: speed, null, recoverability, robustness, radioactivity")
     b.add_argument("name", choices=("speed", "null", "recoverability", "robustness", "radioactivity"))
-    b.add_argument("--repeats", type=int, default=5, help="speed: timing repeats (best is kept)")
+    b.add_argument("--repeats", type=int, default=5, help="speed: interleaved timing rounds (medians reported)")
     b.add_argument("--num", type=int, default=None, help="null: pyramids per source (5000); recoverability: samples of each kind (200); robustness: watermarked samples per scheme (500)")
     b.add_argument("--data", default="photos", help="recoverability: which shipped models")
     b.add_argument("--keys", type=int, default=8, help="null: fixed keys per arm")
