@@ -7,7 +7,7 @@
   off), `bitmark detect` from PNG files (start-up apart), and 1 vs 2 torch threads.
 
 A and B are interleaved round by round and medians [quartiles] reported (`benchmarks/timing.py`), with the load
-average before and after, because the machine is shared. Run: `bitmark bench speed [--repeats R] [--json]`.
+average before and after, because the machine is shared; in-process figures are CPU time of one thread. Run: `bitmark bench speed [--repeats R] [--json]`.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def measure(rounds: int = 5, end_to_end: bool = True) -> dict:
 
 def report(r: dict) -> str:
     lines = [f"machine: {r['machine']}; load average before {r['load_before']}, after {r['load_after']}",
-             f"medians [quartiles] of interleaved rounds (--repeats {r['rounds']})",
+             f"medians [quartiles] of interleaved rounds (--repeats {r['rounds']}); CPU time of one thread unless noted",
              "sampler at Infinity-2B 1024^2 shapes (13 scales, d=32), one batch through all scales:"]
     for b in (1, 8):
         s = r["sampler"][f"batch{b}"]

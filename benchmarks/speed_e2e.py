@@ -1,5 +1,8 @@
 """End-to-end figures of `bench speed`: what a user of the shipped models waits for.
 
+Times are CPU seconds of one thread (`timing.cpu_clock`) except where threads or a user's wait are the
+point: start-up and `detect` from files are wall seconds (their CPU seconds beside them), threads wall.
+
 * generate: images/s of one 64-image batch of the shipped generator (sampling and decoding, as `bitmark
   generate` does it, PNG writing apart), plain vs watermarked, and with the key-value cache off;
 * detect from files: `bitmark detect` in a fresh process on 1 and on N PNG files; start-up is the 1-file
@@ -10,9 +13,11 @@
 from __future__ import annotations
 
 import inspect
+import resource
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -56,11 +61,19 @@ def generate_figures(key: WatermarkKey, rounds: int) -> dict:
     return out
 
 
-def _cli(*args: str):
-    cmd = [sys.executable, "-m", "bitmark", *args]
+def _child_cpu() -> float:
+    c = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return c.ru_utime + c.ru_stime
+
+
+def _cli(cpu: list[float], *cmd: str):
+    """Run `cmd` (default: `python -m bitmark ...`) to completion; its CPU seconds are appended to `cpu`."""
+    cmd = list(cmd) if cmd[0] == sys.executable else [sys.executable, "-m", "bitmark", *cmd]
 
     def run():
+        t0 = _child_cpu()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cpu.append(_child_cpu() - t0)
     return run
 
 
@@ -74,16 +87,20 @@ def detect_file_figures(key: WatermarkKey, rounds: int) -> dict:
         for i in range(NUM_FILES):
             files.append(str(Path(tmp) / f"{i:04d}.png"))
             save_png(files[-1], rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+        cpu: dict[str, list[float]] = {name: [] for name in ("import torch", "bitmark --help", "detect 1 file", "detect N")}
         times = interleave({
-            "import torch": lambda: subprocess.run([sys.executable, "-c", "import torch"], check=True),
-            "bitmark --help": _cli("--help"),
-            "detect 1 file": _cli("detect", "--key", key_path, files[0], "--json"),
-            f"detect {NUM_FILES} files": _cli("detect", "--key", key_path, *files, "--json"),
-        }, max(3, rounds // 2 + 1))
-    out = {name: spread(ts, 1.0) for name, ts in times.items()}
+            "import torch": _cli(cpu["import torch"], sys.executable, "-c", "import torch"),
+            "bitmark --help": _cli(cpu["bitmark --help"], "--help"),
+            "detect 1 file": _cli(cpu["detect 1 file"], "detect", "--key", key_path, files[0], "--json"),
+            f"detect {NUM_FILES} files": _cli(cpu["detect N"], "detect", "--key", key_path, *files, "--json"),
+        }, max(3, rounds // 2 + 1), clock=time.perf_counter)
+    warm = 1  # interleave's warm-up call of each variant
+    out = {name: {"wall_s": spread(ts), "cpu_s": spread(c[warm:])} for (name, ts), c in zip(times.items(), cpu.values())}
     extra = [a - b for a, b in zip(times[f"detect {NUM_FILES} files"], times["detect 1 file"])]
     out["images_per_s_after_startup"] = spread([(NUM_FILES - 1) / max(x, 1e-9) for x in extra])
     out["images_per_s_with_startup"] = spread([NUM_FILES / x for x in times[f"detect {NUM_FILES} files"]])
+    extra_cpu = [a - b for a, b in zip(cpu["detect N"][warm:], cpu["detect 1 file"][warm:])]
+    out["images_per_cpu_s_after_startup"] = spread([(NUM_FILES - 1) / max(x, 1e-9) for x in extra_cpu])
     return out
 
 
@@ -107,7 +124,7 @@ def thread_figures(key: WatermarkKey, rounds: int) -> dict:
 
     out = {}
     for name, fn in (("generate 64", gen), ("encode+detect 64", lambda: det.detect(images))):
-        times = interleave({"1 thread": at(1, fn), "2 threads": at(2, fn)}, rounds)
+        times = interleave({"1 thread": at(1, fn), "2 threads": at(2, fn)}, rounds, clock=time.perf_counter)
         out[name] = {k: spread(v, 1e3) for k, v in times.items()}
         out[name]["2 / 1 thread time"] = ratio(times, "2 threads", "1 thread")
     return out
@@ -126,13 +143,14 @@ def report_lines(e: dict) -> list[str]:
         else:
             lines.append(f"  {name:>22}: {fmt(v)}")
     d = e["detect_files"]
-    lines.append("`bitmark detect` in a fresh process, 32x32 PNG files (seconds):")
+    lines.append("`bitmark detect` in a fresh process, 32x32 PNG files (wall s; CPU s):")
     for name, v in d.items():
-        if not name.startswith("images_per_s"):
-            lines.append(f"  {name:>22}: {fmt(v, ' s')}")
+        if not name.startswith("images_per"):
+            lines.append(f"  {name:>22}: {fmt(v['wall_s'], ' s')}; CPU {fmt(v['cpu_s'], ' s')}")
     lines.append(f"  {'images/s':>22}: {fmt(d['images_per_s_after_startup'], '', 0)} after start-up, "
-                 f"{fmt(d['images_per_s_with_startup'], '', 0)} with it")
-    lines.append("torch threads, in one process (ms per batch of 64):")
+                 f"{fmt(d['images_per_s_with_startup'], '', 0)} with it; "
+                 f"{fmt(d['images_per_cpu_s_after_startup'], '', 0)} per CPU s after start-up")
+    lines.append("torch threads, in one process (wall ms per batch of 64):")
     for name, v in e["threads"].items():
         lines.append(f"  {name:>22}: 1 thread {fmt(v['1 thread'], ' ms', 0)}, 2 threads {fmt(v['2 threads'], ' ms', 0)}, "
                      f"2/1 time {fmt(v['2 / 1 thread time'])}")
