@@ -11,11 +11,13 @@ take bit = u < P(bit = 1), so with delta = 0 (or on unwatermarked scales) they g
 
 The chain has two implementations that give identical bits for identical uniforms:
 `chain_loop` (the readable reference, one step per bit index) and `chain_fast` (the per-bit work for all j at
-once, then a parallel prefix scan for n = 2).
+once, then a parallel prefix scan for n = 2). On the CPU, with n = 2 and d <= 64, the scan runs on each token's
+bits packed into one machine word (`packed_scan`): log2(d) shifts and masks per token instead of per bit.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from bitmark.core.keys import WatermarkKey
@@ -74,7 +76,49 @@ def _draw(lo_biased: torch.Tensor, u: torch.Tensor, top_k: int, top_p: float) ->
     return u < lo_biased.sigmoid_()
 
 
-def chain_fast(lo, u, table, n, delta, top_k=0, top_p=1.0):
+_WORDS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def _word_bytes(d: int) -> int | None:
+    """Bytes of the word that holds a token's d bits, or None when d > 64."""
+    return next((w for w in _WORDS if 8 * w >= d), None)
+
+
+def pack_bits(bits: torch.Tensor) -> np.ndarray:
+    """bool (..., d) on the CPU, d <= 64 -> unsigned words (...,): bit j of a token is bit j of its word."""
+    d = bits.shape[-1]
+    w = _word_bytes(d)
+    packed = np.packbits(bits.numpy(), axis=-1, bitorder="little")  # (..., ceil(d / 8)) bytes
+    if packed.shape[-1] != w:
+        packed = np.concatenate([packed, np.zeros(packed.shape[:-1] + (w - packed.shape[-1],), np.uint8)], -1)
+    return packed.view(_WORDS[w])[..., 0]
+
+
+def unpack_bits(words: np.ndarray, d: int) -> torch.Tensor:
+    """Inverse of `pack_bits`: words (...,) -> bool (..., d)."""
+    w = words.dtype.itemsize
+    raw = np.ascontiguousarray(words).view(np.uint8).reshape(words.shape + (w,))
+    return torch.from_numpy(np.unpackbits(raw, axis=-1, count=d, bitorder="little")).view(torch.bool)
+
+
+def packed_scan(up: torch.Tensor, down: torch.Tensor, green0: np.ndarray, flips: np.ndarray) -> torch.Tensor:
+    """The n = 2 chain of `chain_fast` on packed words. up, down: bool (B, L, d) bits when the green value is
+    1 / 0; green0, flips: packed (L|1,) green value at context 0 and where context 1 changes it."""
+    d = up.shape[-1]
+    lo = pack_bits(down)
+    either = pack_bits(up) ^ lo  # where the green value decides the bit
+    a = (either & green0) | lo  # the bit when bit j-1 is 0
+    m = either & flips  # whether bit j-1 flips it (0 at j = 0: nothing is biased there)
+    step = 1
+    while step < d:  # compose the maps of bits j-step .. j into those of bits 0 .. j, all j of a word at once
+        a ^= m & (a << step)
+        if 2 * step < d:
+            m &= m << step
+        step *= 2
+    return unpack_bits(a, d)
+
+
+def chain_fast(lo, u, table, n, delta, top_k=0, top_p=1.0, packed=None, bias=None):
     """Same bits as `chain_loop`, with the per-bit work done for all j at once.
 
     Given the uniforms, bit j can take only two values: `up` (if its green value is 1) or `down` (if 0).
@@ -82,13 +126,15 @@ def chain_fast(lo, u, table, n, delta, top_k=0, top_p=1.0):
     For n = 2 that choice is affine over GF(2), bit_j = a_j XOR (m_j AND bit_{j-1}), so the chain is a
     prefix scan solved in log2(d) doubling steps. For n >= 3 the choice is an arbitrary function of n-1
     bits; composing such maps costs 2^(n-1) per step, which measured slower than a lean loop, so the
-    choice is made in a loop over j that only gathers and selects.
+    choice is made in a loop over j that only gathers and selects. `packed` (`packed_table(table)`) and
+    `bias` (`_bias`) may be given from a cache.
     """
     B, L, d = lo.shape
-    bias = torch.zeros(d, device=lo.device)
-    bias[n - 1 :] = delta  # unscored bits (j < n-1) carry no bias, so up == down == plain there
+    bias = _bias(d, n, delta, lo.device) if bias is None else bias
     up = _draw(lo + bias, u, top_k, top_p)
     down = _draw(lo - bias, u, top_k, top_p)
+    if n == 2 and lo.device.type == "cpu" and _word_bytes(d):
+        return packed_scan(up, down, *(packed or packed_table(table)))
     table = table.to(lo.device)
     if n == 2:
         either = up.bitwise_xor_(down)  # where the green value decides the bit
@@ -111,6 +157,19 @@ def chain_fast(lo, u, table, n, delta, top_k=0, top_p=1.0):
             bits[..., j] = torch.where(green, up[..., j], down[..., j])
         ctx = ((ctx << 1) | bits[..., j].long()) & mask
     return bits
+
+
+def _bias(d: int, n: int, delta: float, device) -> torch.Tensor:
+    """+delta on the scored bit indices j >= n-1; unscored bits carry no bias, so up == down == plain there."""
+    bias = torch.zeros(d, device=device)
+    bias[n - 1 :] = delta
+    return bias
+
+
+def packed_table(table: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """An n = 2 green table (L|1, d, 2) as packed words: the green value at context 0, and context 0 XOR 1."""
+    t = table.cpu()
+    return pack_bits(t[..., 0].contiguous()), pack_bits((t[..., 0] ^ t[..., 1]).contiguous())
 
 
 class PlainSampler:
@@ -169,14 +228,23 @@ class WatermarkSampler(PlainSampler):
         if impl not in ("fast", "loop"):
             raise ValueError(f"impl must be 'fast' or 'loop', got {impl!r}")
         self.key, self.rule, self.impl = key, GreenRule(key), impl
+        self._tables: dict[tuple, tuple] = {}  # (scale, h, w, d, device) -> table on the device, packed table, bias
 
     def _sample(self, lo: torch.Tensor, u: torch.Tensor, scale: int, h: int, w: int) -> torch.Tensor:
         cfg = self.key.config
         if not cfg.watermarks(scale) or cfg.delta == 0:
             return super()._sample(lo, u, scale, h, w)
-        table = self.rule.table(scale, h, w, lo.shape[-1])
-        chain = chain_fast if self.impl == "fast" else chain_loop
-        return chain(lo, u, table, cfg.context, cfg.delta, self.top_k, self.top_p)
+        d = lo.shape[-1]
+        if self.impl == "loop":
+            return chain_loop(lo, u, self.rule.table(scale, h, w, d), cfg.context, cfg.delta, self.top_k, self.top_p)
+        cached = self._tables.get((scale, h, w, d, lo.device))
+        if cached is None:
+            table = self.rule.table(scale, h, w, d)
+            packed = packed_table(table) if cfg.context == 2 and _word_bytes(d) else None
+            cached = (table.to(lo.device), packed, _bias(d, cfg.context, cfg.delta, lo.device))
+            self._tables[(scale, h, w, d, lo.device)] = cached
+        table, packed, bias = cached
+        return chain_fast(lo, u, table, cfg.context, cfg.delta, self.top_k, self.top_p, packed=packed, bias=bias)
 
 
 __all__ = ["PlainSampler", "WatermarkSampler", "chain_loop", "chain_fast", "log_odds"]
