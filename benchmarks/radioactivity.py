@@ -196,7 +196,6 @@ def run(out: str | Path, quick: bool = False, as_json: bool = False, plan: Plan 
     radioactivity.png in `out`. Returns {"rows": per-arm rows, "wall_s": ...}."""
     from bitmark.benchmarks import radioactivity_report as report
 
-    torch.set_num_threads(1)
     plan = dataclasses.replace(plan or (QUICK if quick else FULL), data=data)
     t0 = time.time()
     exp = Experiment(Path(out), plan)

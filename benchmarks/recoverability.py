@@ -55,7 +55,6 @@ def run(data: str = "photos", num: int = 200, as_json: bool = False) -> dict:
     from bitmark.io.datasets import load_dataset
     from bitmark.models import load_classifier, load_generator
 
-    torch.set_num_threads(1)
     gen, tok = load_generator(data)
     heldout = load_dataset(data, "heldout").images
     r = {

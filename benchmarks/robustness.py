@@ -253,7 +253,6 @@ def _read_done(path: Path) -> list[dict[str, Any]]:
 
 def run(out: Path, cfg: Config, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) the benchmark into `out`; returns the paths written and the wall time."""
-    torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)
     specs = cfg.attacks or default_specs()
     cfg_file = out / "config.json"

@@ -12,8 +12,6 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from bitmark.benchmarks.collapse.config import PRESETS, CollapseConfig
 from bitmark.benchmarks.collapse.loop import run_world, write_rows
 from bitmark.benchmarks.collapse.report import plot, sort_rows, summary_md
@@ -27,7 +25,6 @@ def run(out: Path, preset: str = "full", seeds: int | None = None, generations: 
         progress: bool = True) -> dict[str, Any]:
     from bitmark.evaluation.provenance import command, machine
 
-    torch.set_num_threads(1)
     cfg = replace(PRESETS[preset], **{k: v for k, v in (("seeds", seeds), ("generations", generations)) if v is not None})
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

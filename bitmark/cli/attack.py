@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bitmark.cli.common import EXIT_OK, EXIT_UNREADABLE, UsageError, load_key
+from bitmark.cli.common import EXIT_OK, EXIT_UNREADABLE, UsageError, load_key, add_threads
 
 
 def add_parser(sub) -> None:
@@ -20,6 +20,7 @@ def add_parser(sub) -> None:
     a.add_argument("--key", default=None, help="white-box attacks (bitflip, forge): the key whose green bits they see")
     a.add_argument("--observed", default=None, help="rule stealing (steal_remove, steal_forge): folder of watermarked images")
     a.add_argument("--json", action="store_true")
+    add_threads(a)
     a.set_defaults(func=run)
 
 

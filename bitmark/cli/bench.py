@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from bitmark.cli.common import EXIT_OK, UsageError
+from bitmark.cli.common import EXIT_OK, UsageError, add_threads
 
 
 def add_parser(sub) -> None:
@@ -24,6 +24,7 @@ def add_parser(sub) -> None:
     b.add_argument("--no-baselines", action="store_true", help="robustness: skip invisible-watermark even when installed")
     b.add_argument("--out", default=None, help="robustness, radioactivity: output folder (an unfinished run there resumes)")
     b.add_argument("--json", action="store_true")
+    add_threads(b)
     b.set_defaults(func=run)
 
 

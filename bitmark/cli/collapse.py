@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from bitmark.cli.common import EXIT_OK
+from bitmark.cli.common import EXIT_OK, add_threads
 
 
 def add_parser(sub) -> None:
@@ -16,6 +16,7 @@ def add_parser(sub) -> None:
     c.add_argument("--seeds", type=int, default=None, help="override the preset's number of seeds")
     c.add_argument("--generations", type=int, default=None, help="override the preset's T")
     c.add_argument("--json", action="store_true")
+    add_threads(c)
     c.set_defaults(func=run)
 
 

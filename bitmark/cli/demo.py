@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bitmark.cli.common import EXIT_OK, UsageError, emit, load_key
+from bitmark.cli.common import EXIT_OK, UsageError, emit, load_key, add_threads
 from bitmark.core.keys import WatermarkKey
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ def add_parser(sub) -> None:
     m.add_argument("--num", type=int, default=16, help="samples of each kind")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--json", action="store_true")
+    add_threads(m)
     m.set_defaults(func=run)
 
 

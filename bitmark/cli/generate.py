@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bitmark.cli.common import EXIT_OK, UsageError, load_key
+from bitmark.cli.common import EXIT_OK, UsageError, load_key, add_threads
 from bitmark.core.keys import WatermarkKey
 
 
@@ -24,6 +24,7 @@ def add_parser(sub) -> None:
     g.add_argument("--temperature", type=float, default=1.0)
     g.add_argument("--top-p", type=float, default=1.0, help="per-bit top-p, applied after the watermark's bias")
     g.add_argument("--json", action="store_true")
+    add_threads(g)
     g.set_defaults(func=run)
 
 

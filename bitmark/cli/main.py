@@ -22,7 +22,7 @@ from bitmark.cli import (
     scan,
     train,
 )
-from bitmark.cli.common import EXIT_USAGE, UsageError
+from bitmark.cli.common import EXIT_USAGE, UsageError, apply_threads
 from bitmark.core.keys import ConfigMismatch
 
 COMMANDS = (keygen, detect, generate, demo, attack, train, bench, scan, collapse)
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    apply_threads(args)
     try:
         return args.func(args)
     except (UsageError, ConfigMismatch, ValueError) as e:  # ValueError: configuration values the library rejected

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from bitmark.cli.common import EXIT_OK, EXIT_UNREADABLE, image_encoder, load_key
+from bitmark.cli.common import EXIT_OK, EXIT_UNREADABLE, image_encoder, load_key, add_threads
 
 
 def add_parser(sub) -> None:
@@ -19,6 +19,7 @@ def add_parser(sub) -> None:
     s.add_argument("--encoder", choices=("tokenizer",), default="tokenizer")
     s.add_argument("--data", default="photos", help="which shipped tokenizer (or a weights path)")
     s.add_argument("--json", action="store_true")
+    add_threads(s)
     s.set_defaults(func=run)
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from bitmark.cli.common import EXIT_OK
+from bitmark.cli.common import EXIT_OK, add_threads
 
 
 def add_parser(sub) -> None:
@@ -20,21 +20,18 @@ def add_parser(sub) -> None:
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--budget-minutes", type=float, default=None, help="stop (and checkpoint) after this long")
-    t.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for small models here)")
     t.add_argument("--cycle", type=float, default=1.0, help="tokenizer: weight of the round-trip hinge")
     t.add_argument("--tokenizer", default=None, help="generator: the tokenizer weights (default: the shipped one)")
     t.add_argument("--json", action="store_true")
+    add_threads(t)
     t.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from bitmark.models import WEIGHTS_DIR
     from bitmark.training.loop import TrainConfig
     from bitmark.training.recipes import RECIPES
 
-    torch.set_num_threads(args.threads)
     cfg = TrainConfig(
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, budget_minutes=args.budget_minutes
     )
