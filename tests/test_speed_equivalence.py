@@ -39,3 +39,23 @@ def test_detector_unchanged(now):
         assert now[k]["counts"] == GOLDEN[k]["counts"], k
         for field in ("z", "log10_p", "expected"):
             np.testing.assert_allclose(now[k][field], GOLDEN[k][field], rtol=1e-10, atol=1e-12, err_msg=f"{k} {field}")
+
+
+def test_generator_cache_on_and_off_give_the_same_bits(models):
+    import torch
+
+    from bitmark.core.sampler import PlainSampler, WatermarkSampler
+    from bitmark.evaluation.keys import fixed_key
+
+    gen, _ = models
+    classes = torch.arange(5) % gen.cfg.num_classes
+    for sampler, options in ((PlainSampler(), {}), (WatermarkSampler(fixed_key(3)), {"cfg_scale": 3.0}),
+                             (WatermarkSampler(fixed_key(4, context=3), top_p=0.9), {"temperature": 0.7})):
+        for seed in (0, 1):
+            on = gen.sample(classes, sampler=sampler, generator=torch.Generator().manual_seed(seed), **options)
+            off = gen.sample(classes, sampler=sampler, generator=torch.Generator().manual_seed(seed), cache=False, **options)
+            assert all(torch.equal(a, b) for a, b in zip(on, off))
+            again = [gen.sample(classes, sampler=sampler, generator=torch.Generator().manual_seed(9), prefix=on[:2], cache=c,
+                                **options) for c in (True, False)]
+            assert all(torch.equal(a, b) for a, b in zip(*again))
+            assert all(torch.equal(a, b) for a, b in zip(again[0][:2], on[:2]))
