@@ -59,3 +59,21 @@ def test_generator_cache_on_and_off_give_the_same_bits(models):
                                 **options) for c in (True, False)]
             assert all(torch.equal(a, b) for a, b in zip(*again))
             assert all(torch.equal(a, b) for a, b in zip(again[0][:2], on[:2]))
+
+
+@pytest.mark.parametrize("d", [24, 32, 56])
+@pytest.mark.parametrize("top_k, top_p", [(0, 1.0), (0, 0.9), (1, 1.0)])
+def test_fast_chain_equals_loop_across_float_slices(d, top_k, top_p):
+    """More tokens than one slice of the fast chain's float work (sampler.CHUNK_TOKENS), with a partial last one."""
+    import torch
+
+    from bitmark.core.rules import GreenRule
+    from bitmark.core.sampler import CHUNK_TOKENS, chain_fast, chain_loop
+    from bitmark.evaluation.keys import fixed_key
+
+    g = torch.Generator().manual_seed(d)
+    L = CHUNK_TOKENS + 1000
+    lo = torch.randn(2, L, d, generator=g) * 2
+    u = torch.rand(lo.shape, generator=g)
+    table = GreenRule(fixed_key(d)).table(0, 1, L, d)
+    assert torch.equal(chain_fast(lo, u, table, 2, 2.0, top_k, top_p), chain_loop(lo, u, table, 2, 2.0, top_k, top_p))
