@@ -96,11 +96,19 @@ def detect_file_figures(key: WatermarkKey, rounds: int) -> dict:
         }, max(3, rounds // 2 + 1), clock=time.perf_counter)
     warm = 1  # interleave's warm-up call of each variant
     out = {name: {"wall_s": spread(ts), "cpu_s": spread(c[warm:])} for (name, ts), c in zip(times.items(), cpu.values())}
-    extra = [a - b for a, b in zip(times[f"detect {NUM_FILES} files"], times["detect 1 file"])]
-    out["images_per_s_after_startup"] = spread([(NUM_FILES - 1) / max(x, 1e-9) for x in extra])
-    out["images_per_s_with_startup"] = spread([NUM_FILES / x for x in times[f"detect {NUM_FILES} files"]])
-    extra_cpu = [a - b for a, b in zip(cpu["detect N"][warm:], cpu["detect 1 file"][warm:])]
-    out["images_per_cpu_s_after_startup"] = spread([(NUM_FILES - 1) / max(x, 1e-9) for x in extra_cpu])
+    out["num_files"] = NUM_FILES
+    return out
+
+
+def _throughput(d: dict) -> dict:
+    """images/s from the medians: after start-up (N - 1) / (t_N - t_1), with it N / t_N; wall and CPU."""
+    n = d.get("num_files", NUM_FILES)
+    one, many = d["detect 1 file"], d[f"detect {n} files"]
+    out = {}
+    for clock in ("wall_s", "cpu_s"):
+        extra = many[clock]["median"] - one[clock]["median"]
+        out[clock] = {"after_startup": (n - 1) / extra if extra > 0 else float("nan"),
+                      "with_startup": n / many[clock]["median"]}
     return out
 
 
@@ -145,11 +153,11 @@ def report_lines(e: dict) -> list[str]:
     d = e["detect_files"]
     lines.append("`bitmark detect` in a fresh process, 32x32 PNG files (wall s; CPU s):")
     for name, v in d.items():
-        if not name.startswith("images_per"):
+        if isinstance(v, dict) and "wall_s" in v:
             lines.append(f"  {name:>22}: {fmt(v['wall_s'], ' s')}; CPU {fmt(v['cpu_s'], ' s')}")
-    lines.append(f"  {'images/s':>22}: {fmt(d['images_per_s_after_startup'], '', 0)} after start-up, "
-                 f"{fmt(d['images_per_s_with_startup'], '', 0)} with it; "
-                 f"{fmt(d['images_per_cpu_s_after_startup'], '', 0)} per CPU s after start-up")
+    tp = _throughput(d)
+    lines.append(f"  {'images/s':>22}: {tp['wall_s']['after_startup']:.0f} after start-up, {tp['wall_s']['with_startup']:.0f} with it; "
+                 f"per CPU s {tp['cpu_s']['after_startup']:.0f} after start-up, {tp['cpu_s']['with_startup']:.0f} with it")
     lines.append("torch threads, in one process (wall ms per batch of 64):")
     for name, v in e["threads"].items():
         lines.append(f"  {name:>22}: 1 thread {fmt(v['1 thread'], ' ms', 0)}, 2 threads {fmt(v['2 threads'], ' ms', 0)}, "
