@@ -7,7 +7,7 @@
   off), `bitmark detect` from PNG files (start-up apart), and 1 vs 2 torch threads.
 
 A and B are interleaved round by round and medians [quartiles] reported (`benchmarks/timing.py`), with the load
-average before and after, because the machine is shared; in-process figures are CPU time of one thread. Run: `bitmark bench speed [--repeats R] [--json]`.
+average before and after, because the machine is shared; in-process figures are CPU time of one thread. Run: `bitmark bench speed [--repeats R] [--json]` (`--quick`: a smoke run).
 """
 
 from __future__ import annotations
@@ -53,12 +53,12 @@ def random_pyramid(batch: int, seed: int = 0) -> list[torch.Tensor]:
     return [torch.randint(0, 2, (batch, s, s, D), generator=g, dtype=torch.uint8).bool() for s in INFINITY_1024_SIDES]
 
 
-def detector_figures(key: WatermarkKey, rounds: int) -> dict:
+def detector_figures(key: WatermarkKey, rounds: int, batches=DETECTOR_BATCHES) -> dict:
     from bitmark.detectors import BitDetector
 
-    full = random_pyramid(max(DETECTOR_BATCHES))
+    full = random_pyramid(max(batches))
     out = {}
-    for batch in DETECTOR_BATCHES:
+    for batch in batches:
         pyramid = [p[:batch] for p in full]
         detectors = {null: BitDetector(key, null=null) for null in ("self-normalised", "binomial")}
         scored = int(detectors["binomial"].detect(pyramid).num_scored.sum())
@@ -69,15 +69,15 @@ def detector_figures(key: WatermarkKey, rounds: int) -> dict:
     return out
 
 
-def measure(rounds: int = 5, end_to_end: bool = True) -> dict:
+def measure(rounds: int = 5, end_to_end: bool = True, batches=DETECTOR_BATCHES) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         key = WatermarkKey.generate()
         result: dict = {"machine": f"{cpu_name()}, 1 thread, torch {torch.__version__}", "load_before": load(),
-                        "key": key.config.to_dict(), "rounds": rounds}
+                        "key": key.config.to_dict(), "rounds": rounds, "detector_batches": list(batches)}
         result["sampler"] = sampler_figures(key, rounds)
-        result["detector"] = detector_figures(key, rounds)
+        result["detector"] = detector_figures(key, rounds, batches)
         if end_to_end:
             from bitmark.benchmarks.speed_e2e import end_to_end_figures
 
@@ -97,7 +97,7 @@ def report(r: dict) -> str:
         lines.append(f"  batch {b}: plain {fmt(s['plain_ms'], ' ms', 1)}, watermarked {fmt(s['watermarked_ms'], ' ms', 1)}, "
                      f"ratio {fmt(s['ratio'])}")
     lines.append("detector at the same shapes, per call:")
-    for b in DETECTOR_BATCHES:
+    for b in r.get("detector_batches", DETECTOR_BATCHES):
         s = r["detector"][f"batch{b}"]
         for null in ("self-normalised", "binomial"):
             lines.append(f"  batch {b:>4} {null:>15}: {fmt(s[null]['ms'], ' ms', 2)}, {fmt(s[null]['Mbits_per_s'], ' M bits/s', 0)}"
@@ -109,8 +109,9 @@ def report(r: dict) -> str:
     return "\n".join(lines)
 
 
-def run(as_json: bool = False, repeats: int = 5) -> dict:
-    r = measure(repeats)
+def run(as_json: bool = False, repeats: int = 5, quick: bool = False) -> dict:
+    """quick: a smoke run (detector at batch 1 and 4, no end-to-end figures)."""
+    r = measure(repeats, end_to_end=not quick, batches=(1, 4) if quick else DETECTOR_BATCHES)
     print(json.dumps(r) if as_json else report(r))
     return r
 
@@ -119,5 +120,6 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--quick", action="store_true")
     a = ap.parse_args()
-    run(as_json=a.json, repeats=a.repeats)
+    run(as_json=a.json, repeats=a.repeats, quick=a.quick)

@@ -16,7 +16,7 @@ def add_parser(sub) -> None:
     b.add_argument("--num", type=int, default=None, help="null: pyramids per source (5000); recoverability: samples of each kind (200); robustness: watermarked samples per scheme (500)")
     b.add_argument("--data", default="photos", help="recoverability: which shipped models")
     b.add_argument("--keys", type=int, default=8, help="null: fixed keys per arm")
-    b.add_argument("--quick", action="store_true", help="robustness: 64 positives, 500 + 500 negatives, the headline attacks, 2 deltas; radioactivity: 2 shares, short training")
+    b.add_argument("--quick", action="store_true", help="speed: a smoke run; robustness: 64 positives, 500 + 500 negatives, the headline attacks, 2 deltas; radioactivity: 2 shares, short training")
     b.add_argument("--attacks", default=None, help="robustness: comma-separated specs (default: every grid)")
     b.add_argument("--schemes", default=None, help="robustness: comma-separated bit schemes (default: all three)")
     b.add_argument("--negatives", type=int, default=None, help="robustness: clean samples and real crops each (default: --num)")
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     if args.name == "speed":
         from bitmark.benchmarks.speed import run
 
-        run(as_json=args.json, repeats=args.repeats)
+        run(as_json=args.json, repeats=args.repeats, quick=args.quick)
     elif args.name == "null":
         from bitmark.benchmarks.null_calibration import run
 
