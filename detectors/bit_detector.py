@@ -131,6 +131,7 @@ class BitDetector:
         self.prior = None if prior is None else [torch.as_tensor(np.asarray(p), dtype=torch.float64) for p in prior]
         self.prior_strength = float(prior_strength)
         self._counters: dict[tuple, CellCounter] = {}
+        self._key_id = key.key_id  # a hash: computed once, not per call
 
     def _scored(self, s: int) -> bool:
         return self.key.config.watermarks(s) and (self.scales is None or s in self.scales)
@@ -188,7 +189,9 @@ class BitDetector:
         per_scale = torch.zeros(4, B, num_scales, dtype=torch.float64)
         scored_scales, counts = self.cell_counts(pyramid)
         if scored_scales:
-            per_scale[:, :, scored_scales] = self.scale_stats(counts, scored_scales)
+            s0, s1 = scored_scales[0], scored_scales[-1] + 1
+            where = slice(s0, s1) if s1 - s0 == len(scored_scales) else scored_scales  # a slice when contiguous
+            per_scale[:, :, where] = self.scale_stats(counts, scored_scales)
         scored, green, expected, _ = per_scale.sum(-1).numpy()
         if self.null == "binomial" and self.weights is None:
             z = stats.binomial_z(green, scored)
@@ -215,7 +218,7 @@ class BitDetector:
             expected_green=expected,
             scale_scored=per_scale[0].numpy().astype(np.int64),
             scale_green=per_scale[1].numpy().astype(np.int64),
-            key_id=self.key.key_id,
+            key_id=self._key_id,
             null=self.null,
             fpr=self.fpr,
         )
