@@ -22,7 +22,6 @@ ARMS = ("published positions (bits 2..d-1)", "our positions (bits 1..d-1)", "cle
 
 def rows_for(backend: Any, num: int = 64, seed: int = 0) -> list[dict[str, Any]]:
     """One row per (arm, bits read): mean z both ways, their ratio, and the share flagged at z > 4 both ways."""
-    import torch
 
     from bitmark.backends import make_sampler
     from bitmark.core.sampler import PUBLISHED_BIAS_FROM
@@ -30,7 +29,6 @@ def rows_for(backend: Any, num: int = 64, seed: int = 0) -> list[dict[str, Any]]
     from bitmark.evaluation.keys import fixed_key
     from bitmark.evaluation.roundtrip import png_round_trip
 
-    torch.set_num_threads(1)
     key = fixed_key(2, rule="bitmark-2025")
     stream, token = BitDetector(key, counting="stream"), BitDetector(key)
     samplers = dict(zip(ARMS, (make_sampler(key, bias_from=PUBLISHED_BIAS_FROM), make_sampler(key), make_sampler(None))))

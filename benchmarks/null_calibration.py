@@ -50,7 +50,6 @@ def markov_pyramid(num: int, seed: int, repeat: float = 0.8, sides=TINY_SIDES, d
 def measure(num: int = 5000, keys: int = 8, fpr: float = 0.01) -> list[dict]:
     from bitmark.detectors import BitDetector
 
-    torch.set_num_threads(1)
     sources = {"iid": iid_pyramid(num, seed=1), "markov-0.8": markov_pyramid(num, seed=1)}
     rows = []
     with progress(desc="null calibration", total=len(sources) * len(ARMS) * keys, leave=False) as bar:

@@ -205,7 +205,6 @@ def run(out: str | Path, quick: bool = False, as_json: bool = False, plan: Plan 
     if backend is not None:
         require_backend(backend, "bench radioactivity", retrainable=True)
 
-    torch.set_num_threads(1)
     plan = dataclasses.replace(plan or (QUICK if quick else FULL), data=data)
     require_extras(plan.data)  # before plan.json is written: a missing extra fails now, not after the training
     require("matplotlib", "plots", "the radioactivity figure")

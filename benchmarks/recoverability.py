@@ -82,7 +82,6 @@ def run(data: str = "photos", num: int = 200, as_json: bool = False, backend=Non
     from bitmark.io.datasets import load_dataset
     from bitmark.models import load_classifier, load_generator
 
-    torch.set_num_threads(1)
     if backend is not None and backend.kind != "embedded":
         r = {"generator": backend_figures(backend, num)}
         print(json.dumps(r) if as_json else json.dumps(r, indent=2))

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from bitmark import attacks
 from bitmark.benchmarks import baselines
@@ -268,13 +267,13 @@ def validate(out: Path, cfg: Config, specs: list[str] | None = None) -> None:
         problems.append(f"num must be at least 1, got {cfg.num}")
     if cfg.num_negatives is not None and cfg.num_negatives < 1:
         problems.append(f"num_negatives must be at least 1, got {cfg.num_negatives}")
-    specs = cfg.attacks or default_specs()
-    for spec in specs:
+    asked = cfg.attacks or default_specs()
+    for spec in asked:
         try:
             attacks.check(spec)
         except attacks.AttackError as e:
             problems.append(f"attack {spec!r}: {e}")
-    twice = sorted({s for s in specs if specs.count(s) > 1})
+    twice = sorted({s for s in asked if asked.count(s) > 1})
     if twice:
         problems.append(f"attacks listed twice: {', '.join(twice)}")
     unknown = [s for s in cfg.schemes if s not in SCHEMES]
@@ -291,7 +290,7 @@ def validate(out: Path, cfg: Config, specs: list[str] | None = None) -> None:
     if any(n < 1 for n in cfg.baseline_num.values()):
         problems.append(f"baseline image counts must be at least 1, got {cfg.baseline_num}")
     cfg_file = out / "config.json"
-    if cfg_file.exists() and json.loads(cfg_file.read_text()) != _wanted(cfg, specs or cfg.attacks or default_specs()):
+    if cfg_file.exists() and json.loads(cfg_file.read_text()) != _wanted(cfg, specs or asked):
         problems.append(f"{out} holds a run with another configuration ({cfg_file}); use a new --out")
     if problems:
         raise ValueError("; ".join(problems))
@@ -317,7 +316,6 @@ def run(out: Path, cfg: Config, progress: bool = True, backend=None) -> dict[str
     if backend.kind != "embedded":
         cfg.baseline_num = {}
     validate(out, cfg, specs)
-    torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(_wanted(cfg, specs), indent=2) + "\n")
     start = time.time()

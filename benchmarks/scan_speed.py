@@ -42,7 +42,6 @@ def measure(num: int = 800, workers: tuple[int, ...] = (1, 2), batch_size: int =
     from bitmark.models import load_tokenizer
 
     ray = import_ray()
-    torch.set_num_threads(1)
     key, tok = fixed_key(0), load_tokenizer("photos")
     photos = load_dataset("photos", "heldout").images
     result: dict = {"machine": f"{cpu_name()}, {os.cpu_count()} CPUs, torch {torch.__version__}, ray {ray.__version__}",

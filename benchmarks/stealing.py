@@ -157,7 +157,6 @@ def run(out: Path, cfg: Config, progress: bool = True) -> dict[str, Any]:
     from bitmark.core import rules
     from bitmark.evaluation.provenance import cpu_name
 
-    torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
     saved = rules.SEED_BITS

@@ -27,6 +27,7 @@ from bitmark.core.keys import WatermarkKey
 from bitmark.core.pyramid import as_pyramid
 from bitmark.core.rules import GreenRule, contexts
 from bitmark.detectors import stats
+from bitmark.detectors.counting import CellCounter
 from bitmark.detectors.inputs import check_pyramid, check_weights
 
 NULLS = ("self-normalised", "binomial")
@@ -147,16 +148,31 @@ class BitDetector:
         self.prior = None if prior is None else [torch.as_tensor(np.asarray(p), dtype=torch.float64) for p in prior]
         self.prior_strength = float(prior_strength)
         self.counting = counting
+        self._counters: dict[tuple, CellCounter] = {}
+        self._key_id = key.key_id  # a hash: computed once, not per call
 
     def _scored(self, s: int) -> bool:
         return self.key.config.watermarks(s) and (self.scales is None or s in self.scales)
 
-    def cell_counts(self, bits: torch.Tensor, s: int, coarser: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
-        """Counts (B, J, S, 2, 2) of one scale's scored positions by (bit index j >= n-1, context, bit, green value).
+    def cell_counts(self, pyramid: Sequence[torch.Tensor]) -> tuple[list[int], torch.Tensor]:
+        """The scored scales of a (validated) pyramid and their counts (B, scales, J, S, 2, 2) by (bit index
+        j >= n-1, context, bit, green value). Every statistic of every null is a sum over this table.
 
-        Every statistic of every null is a sum over this table, so one bincount serves them all.
-        `coarser`: the pyramid's scales before s (needed by keyed-content, whose tables they seed).
-        """
+        The tables that depend only on the key and the shapes are cached (`counting.CellCounter`)."""
+        B, d = pyramid[0].shape[0], pyramid[0].shape[-1]
+        scored = [s for s in range(len(pyramid)) if self._scored(s)]
+        shapes = tuple(tuple(pyramid[s].shape[1:]) for s in scored)
+        if self.rule.seeded:  # keyed-content: every image has its own tables (seeded by its coarser bits)
+            return scored, torch.stack([self._seeded_counts(pyramid[s], s, pyramid[:s]) for s in scored], 1)
+        counter = self._counters.get((tuple(scored), shapes))
+        if counter is None:
+            if len(self._counters) >= 8:  # a few shapes per detector in practice; don't grow without bound
+                self._counters.pop(next(iter(self._counters)))
+            counter = self._counters[(tuple(scored), shapes)] = CellCounter(self.rule, scored, shapes)
+        return scored, counter.counts([pyramid[s].reshape(B, -1, d) for s in scored])
+
+    def _seeded_counts(self, bits: torch.Tensor, s: int, coarser: Sequence[torch.Tensor]) -> torch.Tensor:
+        """`cell_counts` of one scale (B, J, S, 2, 2) for a rule whose tables depend on the coarser scales."""
         B, h, w, d = bits.shape
         n, S = self.rule.n, self.rule.num_contexts
         J = d - n + 1
@@ -167,20 +183,19 @@ class BitDetector:
         size = B * J * S * 4
         dtype = torch.int32 if size < 2**31 else torch.int64
         base = (torch.arange(B, dtype=dtype).view(B, 1, 1) * J + torch.arange(J, dtype=dtype)) * (S * 4)
-        code = low.to(dtype) + base
-        return torch.bincount(code.reshape(-1), minlength=size).view(B, J, S, 2, 2)
+        return torch.bincount((low.to(dtype) + base).reshape(-1), minlength=size).view(B, J, S, 2, 2)
 
-    def scale_stats(self, counts: torch.Tensor, s: int) -> torch.Tensor:
-        """(scored, green, expected green, variance) per image from scale s's `cell_counts`, shape (4, B)."""
+    def scale_stats(self, counts: torch.Tensor, scales: Sequence[int]) -> torch.Tensor:
+        """(scored, green, expected green, variance) per image and scale from `cell_counts`, shape (4, B, scales)."""
         c = counts.double()
         if self.unique:  # each (j, context, bit) once; the green value is constant within a cell here
-            present = c.sum(-1) > 0  # (B, J, S, bit)
-            green_is_1 = c[..., 1].sum(-1) > 0  # (B, J, S)
-            scored = present.sum((1, 2, 3)).double()
-            green = (present[..., 1] & green_is_1).sum((1, 2)) + (present[..., 0] & ~green_is_1).sum((1, 2))
+            present = c.sum(-1) > 0  # (B, scales, J, S, bit)
+            green_is_1 = c[..., 1].sum(-1) > 0  # (B, scales, J, S)
+            scored = present.sum((2, 3, 4)).double()
+            green = (present[..., 1] & green_is_1).sum((2, 3)) + (present[..., 0] & ~green_is_1).sum((2, 3))
             return torch.stack([scored, green.double(), scored / 2, scored / 4])
-        scored = c.sum((1, 2, 3, 4))
-        green = (c[..., 0, 0] + c[..., 1, 1]).sum((1, 2))
+        scored = c.sum((2, 3, 4, 5))
+        green = (c[..., 0, 0] + c[..., 1, 1]).sum((2, 3))
         if self.null == "binomial":
             return torch.stack([scored, green, scored / 2, scored / 4])
         N = c.sum((-1, -2))  # positions per cell
@@ -188,12 +203,14 @@ class BitDetector:
         if self.prior is None or self.prior_strength == 0:
             q = K / N.clamp(min=1)  # the cell's own share of ones
         else:
-            if s >= len(self.prior) or self.prior[s].shape != N.shape[1:]:
-                raise ValueError(f"scale {s}: the prior has no (j, context) table of shape {tuple(N.shape[1:])}")
-            q = (K + self.prior_strength * self.prior[s]) / (N + self.prior_strength)
+            for s in scales:
+                if s >= len(self.prior) or self.prior[s].shape != N.shape[2:]:
+                    raise ValueError(f"scale {s}: the prior has no (j, context) table of shape {tuple(N.shape[2:])}")
+            prior = torch.stack([self.prior[s] for s in scales])
+            q = (K + self.prior_strength * prior) / (N + self.prior_strength)
         M = c[..., 1].sum(-1)  # positions whose green value is 1
-        expected = (M * q + (N - M) * (1 - q)).sum((1, 2))
-        variance = (K * (1 - q) ** 2 + (N - K) * q**2).sum((1, 2))  # = sum over positions of (b - q)^2
+        expected = (M * q + (N - M) * (1 - q)).sum((2, 3))
+        variance = (K * (1 - q) ** 2 + (N - K) * q**2).sum((2, 3))  # = sum over positions of (b - q)^2
         return torch.stack([scored, green, expected, variance])
 
     def detect(self, pyramid: Sequence) -> Detection:
@@ -209,9 +226,12 @@ class BitDetector:
 
             scored, green = stream_counts(pyramid, [s for s in range(num_scales) if self._scored(s)])
             per_scale[0], per_scale[1], per_scale[2], per_scale[3] = scored, green, scored / 2, scored / 4
-        for s, bits in enumerate(pyramid):
-            if self.counting == "token" and self._scored(s):
-                per_scale[:, :, s] = self.scale_stats(self.cell_counts(bits, s, pyramid[:s]), s)
+        else:
+            scored_scales, counts = self.cell_counts(pyramid)
+            if scored_scales:
+                s0, s1 = scored_scales[0], scored_scales[-1] + 1
+                where = slice(s0, s1) if s1 - s0 == len(scored_scales) else scored_scales  # a slice when contiguous
+                per_scale[:, :, where] = self.scale_stats(counts, scored_scales)
         scored, green, expected, _ = per_scale.sum(-1).numpy()
         if self.null == "binomial" and self.weights is None:
             z = stats.binomial_z(green, scored)
@@ -238,7 +258,7 @@ class BitDetector:
             expected_green=expected,
             scale_scored=per_scale[0].numpy().astype(np.int64),
             scale_green=per_scale[1].numpy().astype(np.int64),
-            key_id=self.key.key_id,
+            key_id=self._key_id,
             null=self.null,
             fpr=self.fpr,
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 CONVICT_P = 1e-6  # the p-value at which a suspect model counts as convicted
 
@@ -41,7 +41,7 @@ def stouffer(z, mu0: float = 0.0, sigma0: float = 1.0) -> float:
 
 def combined_log10_p(z, mu0: float = 0.0, sigma0: float = 1.0) -> float:
     """-log10 of the one-sided p-value of the Stouffer statistic (no underflow)."""
-    return float(-stats.norm.logsf(stouffer(z, mu0, sigma0)) / math.log(10))
+    return float(-special.log_ndtr(-stouffer(z, mu0, sigma0)) / math.log(10))
 
 
 def n_to_convict(mean: float, mu0: float = 0.0, sigma0: float = 1.0, p: float = CONVICT_P,
@@ -57,8 +57,8 @@ def n_to_convict(mean: float, mu0: float = 0.0, sigma0: float = 1.0, p: float = 
     """
     if mean <= mu0:
         return math.inf
-    z_p = float(stats.norm.isf(p))
-    z_power = float(stats.norm.ppf(power))
+    z_p = float(-special.ndtri(p))  # the normal isf
+    z_power = float(special.ndtri(power))
     if z_power != 0.0 and sigma is None:
         raise ValueError("a power other than 0.5 needs the spread sigma of the suspect's z")
     if tau > 0:
@@ -88,7 +88,7 @@ def key_calibrated(owner_mean: float, other_key_means) -> tuple[float, float, fl
     if len(m) < 2:
         raise ValueError("need the mean z of at least two unrelated keys")
     z = float(owner_mean / m.std(ddof=1))
-    return z, float(-stats.norm.logsf(z) / math.log(10)), float((1 + np.sum(m >= owner_mean)) / (len(m) + 1))
+    return z, float(-special.log_ndtr(-z) / math.log(10)), float((1 + np.sum(m >= owner_mean)) / (len(m) + 1))
 
 
 def conviction_rate(z, n: int, mu0: float = 0.0, sigma0: float = 1.0, p: float = CONVICT_P,
@@ -99,12 +99,14 @@ def conviction_rate(z, n: int, mu0: float = 0.0, sigma0: float = 1.0, p: float =
     rng = np.random.default_rng(seed)
     sums = z[rng.integers(0, len(z), size=(draws, n))].sum(1)
     combined = (sums - n * mu0) / (sigma0 * math.sqrt(n))
-    return float(np.mean(combined >= stats.norm.isf(p)))
+    return float(np.mean(combined >= -special.ndtri(p)))
 
 
 def mann_whitney_greater(arm, control) -> tuple[float, float]:
     """(p, AUC) of the one-sided Mann-Whitney U test that `arm`'s z-scores tend to exceed `control`'s;
     AUC = U / (n m) is the probability that a random arm image outscores a random control image."""
     arm, control = np.asarray(arm, dtype=float), np.asarray(control, dtype=float)
+    from scipy import stats  # only here: importing scipy.stats costs most of a second
+
     res = stats.mannwhitneyu(arm, control, alternative="greater")
     return float(res.pvalue), float(res.statistic / (len(arm) * len(control)))

@@ -12,8 +12,6 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from bitmark.benchmarks.collapse.config import PRESETS, CollapseConfig
 from bitmark.benchmarks.collapse.loop import run_world, write_rows
 from bitmark.benchmarks.collapse.report import plot, sort_rows, summary_md
@@ -34,7 +32,6 @@ def run(out: Path, preset: str = "full", seeds: int | None = None, generations: 
     if backend is not None:
         require_backend(backend, "bitmark collapse", retrainable=True)
 
-    torch.set_num_threads(1)
     for name, value in (("seeds", seeds), ("generations", generations)):
         if value is not None and value < 1:
             raise ValueError(f"{name} must be at least 1, got {value}")

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bitmark.cli.common import EXIT_OK, EXIT_UNREADABLE, UsageError, add_allow_shared_key, load_key
+from bitmark.cli.common import EXIT_OK, EXIT_UNREADABLE, UsageError, add_allow_shared_key, add_threads, load_key
 
 
 def add_parser(sub) -> None:
@@ -23,6 +23,7 @@ def add_parser(sub) -> None:
     a.add_argument("--observed", default=None, help="rule stealing and pixel averaging (steal_*, adaptive_*, average_*): folder of watermarked images")
     a.add_argument("--overwrite", action="store_true", help="write into a non-empty --out (its attacks.jsonl is rewritten)")
     a.add_argument("--json", action="store_true", help="print one JSON line per image (or per attack with --list)")
+    add_threads(a)
     a.set_defaults(func=run)
 
 

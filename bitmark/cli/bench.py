@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from bitmark.cli.backend_options import add_backend_arguments, backend_from_args
-from bitmark.cli.common import EXIT_OK, UsageError, positive_int
+from bitmark.cli.common import EXIT_OK, UsageError, add_threads, positive_int
 
 BENCHES = ("speed", "null", "recoverability", "robustness", "radioactivity", "compat", "scan", "stealing")
 
@@ -22,7 +22,8 @@ def add_parser(sub) -> None:
     names = b.add_subparsers(dest="bench", required=True, metavar="NAME")
 
     s = names.add_parser("speed", help="sampler overhead and detector throughput at Infinity-2B 1024² shapes")
-    s.add_argument("--repeats", type=positive_int, default=5, help="timing repeats (the best is kept)")
+    s.add_argument("--repeats", type=positive_int, default=5, help="interleaved timing rounds (medians reported)")
+    s.add_argument("--quick", action="store_true", help="a smoke run: detector at batch 1 and 4, no end-to-end figures")
     _json(s)
     s.set_defaults(func=run_speed)
 
@@ -86,13 +87,15 @@ def add_parser(sub) -> None:
 
 
 def _json(p: argparse.ArgumentParser) -> None:
+    """The options every benchmark has: --json and --threads."""
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_threads(p)
 
 
 def run_speed(args: argparse.Namespace) -> int:
     from bitmark.benchmarks.speed import run
 
-    run(as_json=args.json, repeats=args.repeats)
+    run(as_json=args.json, repeats=args.repeats, quick=args.quick)
     return EXIT_OK
 
 

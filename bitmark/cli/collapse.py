@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from bitmark.cli.backend_options import add_backend_arguments, backend_from_args
-from bitmark.cli.common import EXIT_OK, positive_int
+from bitmark.cli.common import EXIT_OK, add_threads, positive_int
 
 
 def add_parser(sub) -> None:
@@ -18,6 +18,7 @@ def add_parser(sub) -> None:
     c.add_argument("--generations", type=positive_int, default=None, help="override the preset's T (full 8, quick 2)")
     c.add_argument("--json", action="store_true", help="print the totals as JSON")
     add_backend_arguments(c)
+    add_threads(c)
     c.set_defaults(func=run)
 
 

@@ -1,4 +1,4 @@
-"""What every command shares: exit codes, the usage error, key loading and row printing."""
+"""What every command shares: exit codes, the usage error, key loading, row printing and the thread option."""
 
 from __future__ import annotations
 
@@ -21,6 +21,21 @@ def scales_list(text: str) -> tuple[int, ...]:
         return tuple(int(s) for s in text.split(",") if s.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"scales are comma-separated integers, got {text!r}") from None
+
+
+def add_threads(parser: argparse.ArgumentParser) -> None:
+    """`--threads N` for a command that runs a model; `main` applies it (`apply_threads`) before the command runs."""
+    parser.add_argument("--threads", type=positive_int, default=1,
+                        help="torch threads (default 1: faster here for these small models, benchmarks/RESULTS.md 'Speed')")
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    """Set torch's thread count from --threads. Only the command line does this; the Python API never
+    changes a caller's torch settings."""
+    if getattr(args, "threads", None) is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
 
 def positive_int(text: str) -> int:

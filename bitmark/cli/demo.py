@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bitmark.cli.backend_options import add_backend_arguments, backend_from_args
-from bitmark.cli.common import EXIT_OK, UsageError, add_allow_shared_key, emit, load_key
+from bitmark.cli.common import EXIT_OK, UsageError, add_allow_shared_key, add_threads, emit, load_key
 from bitmark.core.keys import WatermarkKey
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ def add_parser(sub) -> None:
     m.add_argument("--seed", type=int, default=0, help="sampling seed of both kinds")
     m.add_argument("--json", action="store_true", help="print one JSON line per sample")
     add_backend_arguments(m)
+    add_threads(m)
     m.set_defaults(func=run)
 
 

@@ -13,6 +13,7 @@ from bitmark.cli.common import (
     EXIT_UNREADABLE,
     UsageError,
     add_allow_shared_key,
+    add_threads,
     emit,
     image_encoder,
     load_key,
@@ -58,6 +59,7 @@ def add_parser(sub) -> None:
     d.add_argument("--realign", action="store_true",
                    help="also try undoing centre crops (140 boxes; p-values Bonferroni-corrected): finds cropped marks, costs some JPEG robustness")
     add_backend_arguments(d)
+    add_threads(d)
     d.set_defaults(func=run)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bitmark.cli.backend_options import add_backend_arguments, backend_from_args
-from bitmark.cli.common import EXIT_OK, UsageError, add_allow_shared_key, load_key
+from bitmark.cli.common import EXIT_OK, UsageError, add_allow_shared_key, add_threads, load_key
 from bitmark.core.keys import WatermarkKey
 
 
@@ -29,6 +29,7 @@ def add_parser(sub) -> None:
     g.add_argument("--overwrite", action="store_true", help="replace the samples in a non-empty --out folder")
     g.add_argument("--json", action="store_true", help="print one JSON line per image")
     add_backend_arguments(g)
+    add_threads(g)
     g.set_defaults(func=run)
 
 

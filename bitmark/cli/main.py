@@ -26,7 +26,7 @@ from bitmark.cli import (
     scan,
     train,
 )
-from bitmark.cli.common import EXIT_CRASH, EXIT_USAGE, UsageError
+from bitmark.cli.common import EXIT_CRASH, EXIT_USAGE, UsageError, apply_threads
 from bitmark.core.keys import ConfigMismatch
 from bitmark.io.extras import MissingExtra
 from bitmark.io.progress import TqdmHandler
@@ -94,6 +94,7 @@ def _main(argv: Sequence[str] | None) -> int:
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[handler])
     name = " ".join(filter(None, (args.command, getattr(args, "bench", None))))
+    apply_threads(args)
     try:
         return args.func(args)
     except (UsageError, ConfigMismatch, ValueError, MissingExtra) as e:  # ValueError: values the library rejected

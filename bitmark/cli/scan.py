@@ -6,7 +6,15 @@ import argparse
 import json
 
 from bitmark.cli.backend_options import add_backend_arguments
-from bitmark.cli.common import EXIT_OK, EXIT_UNREADABLE, UsageError, add_allow_shared_key, image_encoder, load_key
+from bitmark.cli.common import (
+    EXIT_OK,
+    EXIT_UNREADABLE,
+    UsageError,
+    add_allow_shared_key,
+    add_threads,
+    image_encoder,
+    load_key,
+)
 
 
 def add_parser(sub) -> None:
@@ -32,6 +40,7 @@ def add_parser(sub) -> None:
     s.add_argument("--data", default="photos", help="which shipped tokenizer (or a weights path)")
     s.add_argument("--json", action="store_true", help="print the totals as JSON")
     add_backend_arguments(s)
+    add_threads(s)
     s.set_defaults(func=run)
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from bitmark.cli.common import EXIT_OK, UsageError
+from bitmark.cli.common import EXIT_OK, UsageError, add_threads
 
 
 def add_parser(sub) -> None:
@@ -22,16 +22,14 @@ def add_parser(sub) -> None:
     t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
     t.add_argument("--seed", type=int, default=0, help="seed of initialisation and batches")
     t.add_argument("--budget-minutes", type=float, default=None, help="stop (and checkpoint) after this long")
-    t.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for small models here)")
     t.add_argument("--cycle", type=float, default=1.0, help="tokenizer: weight of the round-trip hinge")
     t.add_argument("--tokenizer", default=None, help="generator: the tokenizer weights (default: the shipped one)")
     t.add_argument("--json", action="store_true", help="print the weights card as JSON")
+    add_threads(t)
     t.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     import bitmark
     from bitmark.models import WEIGHTS_DIR
     from bitmark.training.loop import TrainConfig
@@ -47,7 +45,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.install and out.resolve().is_relative_to(package):
         raise UsageError(f"--out {out} is inside the installed package ({package}); "
                          "pass --install to replace the shipped weights, or write elsewhere")
-    torch.set_num_threads(args.threads)
     cfg = TrainConfig(
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, budget_minutes=args.budget_minutes
     )
