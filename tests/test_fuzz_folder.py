@@ -129,14 +129,18 @@ def fuzz(tmp_path_factory):
     for i in range(6):
         f.file(".npz" if i % 2 else ".safetensors", rng.bytes(200), "error")
     (root / "in" / "empty-folder").mkdir()
-    deep = os.fsencode(root / "in")
+    deep, chain = os.fsencode(root / "in"), []
     for _ in range(1100):  # deeper than Python's recursion limit (os.makedirs itself would overflow)
         deep += b"/n"
         os.mkdir(deep)
+        chain.append(deep)
     with open(deep + b"/bottom.png", "wb") as fh:
         fh.write(_png(rng))
     f.expect[deep + b"/bottom.png"] = "verdict"
-    return root, key_path, f.expect
+    yield root, key_path, f.expect
+    os.remove(deep + b"/bottom.png")  # bottom-up, without recursion: pytest's own clean-up (shutil.rmtree)
+    for folder in reversed(chain):    # would overflow Python's recursion limit on this chain
+        os.rmdir(folder)
 
 
 def test_every_entry_of_a_hostile_folder_is_accounted_for_once(fuzz, capsys):
