@@ -16,15 +16,12 @@ observations is his best bet.
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from bitmark.attacks.base import AttackError
-from bitmark.attacks.regeneration import _shipped, to_array
-from bitmark.attacks.whitebox import _PyramidAttack
+from bitmark.attacks.whitebox import _Stealing
 from bitmark.core import rules
 from bitmark.core.rules import contexts, seeds
 
@@ -96,23 +93,11 @@ class ContentStolenRule:
         return float(np.mean(np.concatenate([(c >= 0).numpy() for c in self.calls])))
 
 
-class _Adaptive(_PyramidAttack):
-    unit, range, neutral, grid = "watermarked images observed", (1.0, 1e6), None, (10.0, 100.0, 1000.0)
+class _Adaptive(_Stealing):
+    """`_Stealing` with the estimate that knows keyed-content's structure (cells per position and parent seed)."""
+
     options = ("observed", "reference", "tokenizer", "z_min")
-
-    def __init__(self, strength: float, observed=None, reference=None, tokenizer=None, z_min: float = 1.0):
-        if observed is None or len(observed) < strength:
-            have = 0 if observed is None else len(observed)
-            raise AttackError(f"{self.name}:{strength:g} needs observed= at least {math.ceil(strength)} watermarked images (got {have})")
-        tok = tokenizer or _shipped("tokenizer")
-        rule = ContentStolenRule(tok.encode(to_array(observed[: int(strength)])), z_min=z_min,
-                                 reference=None if reference is None else tok.encode(to_array(reference)))
-        super().__init__(strength, oracle=rule, tokenizer=tokenizer)
-        self.rule = rule
-
-    @property
-    def flip_probability(self) -> float:
-        return 1.0
+    estimator = ContentStolenRule
 
 
 class AdaptiveRemove(_Adaptive):

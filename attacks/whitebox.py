@@ -134,16 +134,20 @@ class Forgery(_PyramidAttack):
 
 
 class _Stealing(_PyramidAttack):
+    """Flip bits where a rule estimated from N observed watermarked images says green (or red). `estimator`
+    is the estimate's class; options beyond observed/reference/tokenizer go to it."""
+
     unit, range, neutral, grid = "watermarked images observed", (1.0, 1e6), None, (10.0, 100.0, 1000.0)
     options = ("observed", "reference", "tokenizer")
+    estimator = StolenRule
 
-    def __init__(self, strength: float, observed=None, reference=None, tokenizer=None):
+    def __init__(self, strength: float, observed=None, reference=None, tokenizer=None, **estimator_options):
         if observed is None or len(observed) < strength:
             have = 0 if observed is None else len(observed)
             raise AttackError(f"{self.name}:{strength:g} needs observed= at least {math.ceil(strength)} watermarked images (got {have})")
         tok = tokenizer or _shipped("tokenizer")
-        rule = StolenRule(tok.encode(to_array(observed[: int(strength)])),
-                          reference=None if reference is None else tok.encode(to_array(reference)))
+        rule = type(self).estimator(tok.encode(to_array(observed[: int(strength)])), **estimator_options,
+                                    reference=None if reference is None else tok.encode(to_array(reference)))
         super().__init__(strength, oracle=rule, tokenizer=tokenizer)
         self.rule = rule
 
