@@ -7,8 +7,9 @@ and each scheme's detector scores the attacked images from pixels (re-encoded by
 * Schemes: our default (keyed-spatial, self-normalised null), the `keyed` rule (binomial null), the
   published `bitmark-2025` rule (binomial null) -- all n = 2, δ = 2, fixed benchmark keys -- and, when
   installed, invisible-watermark's post-hoc methods on 256² upscales of the clean samples (`baselines`).
-  With `realign`, also the default detector with the crop search of `bitmark.detectors.realign` (slow: 140
-  encodings per image; pixel attacks only).
+  With `resync` (on by default), also the default detector with the resynchronisation stage of
+  `bitmark.detectors.resync` (pixel attacks only), at each weight of `resync_weights` from one search;
+  with `realign`, the older crop search of `bitmark.detectors.realign` (140 encodings per image).
 * Thresholds: the empirical (1 − FPR) quantile of the clean and real negatives *under the same attack*.
   White-box attacks are the exception: an attacker launders only his own images, so their negatives
   are the un-attacked ones. Forgery rows (`forge`, `steal_forge`) attack the clean samples, and report
@@ -51,6 +52,7 @@ SCHEMES = {  # name -> (key number, rule); every key n = 2, δ = 2
 }
 DEFAULT = "bitmark (keyed-spatial)"
 REALIGNED = "bitmark (keyed-spatial) + crop search"
+RESYNCED = "bitmark (keyed-spatial) + resync"
 FORGERY = ("forge", "steal_forge")
 
 
@@ -63,7 +65,7 @@ HEADLINE = ("none:0", "jpeg:75", "jpeg:50", "crop:0.75", "noise:0.05", "regen_au
 DELTAS = (0.5, 1.0, 2.0, 4.0)
 COLUMNS = (
     "scheme", "attack", "strength", "spec", "n_pos", "n_neg", "tpr_at_1pct", "tpr_at_0.1pct", "auc",
-    "z_pos_mean", "z_neg_mean", "forgery_success", "bit_agreement", "psnr", "note",
+    "z_pos_mean", "z_neg_mean", "forgery_success", "bit_agreement", "psnr", "note", "neg_flagged",
 )
 
 
@@ -79,6 +81,9 @@ class Config:
     seed: int = 0
     schemes: list[str] = field(default_factory=lambda: list(SCHEMES))  # which bit schemes to run
     realign: bool = False  # add the default scheme with the crop search (bitmark.detectors.realign), pixel attacks only
+    resync: bool = True  # add the default scheme with the resynchronisation stage (bitmark.detectors.resync)
+    resync_weights: tuple[float, ...] = (0.9, 0.95)  # shares of the FPR kept for the un-moved image; the first is the default
+    quality: bool = True  # the quality-per-δ table (samples 3 more δ)
 
 
 def default_specs() -> list[str]:
@@ -123,6 +128,13 @@ class Bench:
             if DEFAULT not in self.keys:
                 raise ValueError("the crop search runs on the default scheme: keep it in `schemes`")
             self.realigned = RealigningDetector(self.tok, self.detectors[DEFAULT])
+        self.resynced = None
+        if cfg.resync:
+            from bitmark.detectors.resync import ResyncDetector
+
+            if DEFAULT not in self.keys:
+                raise ValueError("the resynchronisation stage runs on the default scheme: keep it in `schemes`")
+            self.resynced = ResyncDetector(self.tok, self.detectors[DEFAULT], weight=cfg.resync_weights[0])
         self._observed: dict[str, np.ndarray] = {}
         self.pyramids = {name: self.tok.encode(x) for name, x in self.marked.items()}
         negatives = self.tok.encode(np.concatenate([self.clean, self.real]))
@@ -179,12 +191,34 @@ def attack_rows(bench: Bench, spec: str) -> list[dict[str, Any]]:
             z_pos = bench.detectors[scheme].detect(bits).z_score
             row = _row(scheme, spec, z_pos, neg, bit_agreement=agreement(bench.pyramids[scheme], bits)["bits"],
                        psnr=psnr(attacked, marked))
+            if scheme == DEFAULT and not white_box(name):  # the self-normalised null: p = normal tail of z
+                row["neg_flagged"] = float(np.mean(neg >= _Z_1PCT))
         rows.append(row)
     if bench.realigned is not None and not white_box(name):
         marked = attack(bench.marked[DEFAULT], seed=seeds["pos"])
         scores = [bench.realigned.detect(x).z_score for x in (marked, clean, real)]
         rows.append(_row(REALIGNED, spec, scores[0], np.concatenate(scores[1:]),
                          note=f"best of {len(bench.realigned.boxes)} crop boxes; scores are the best box's z"))
+    if bench.resynced is not None and not white_box(name):
+        rows += resync_rows(bench, spec, attack(bench.marked[DEFAULT], seed=seeds["pos"]), clean, real)
+    return rows
+
+
+_Z_1PCT = 2.3263478740408408  # one-sided normal quantile of 0.99
+
+
+def resync_rows(bench: Bench, spec: str, marked: np.ndarray, clean: np.ndarray, real: np.ndarray) -> list[dict[str, Any]]:
+    """One row per weight, all from one search: scores are -log10 p after the search's correction;
+    `neg_flagged` is the share of the attacked negatives that its own 1% test flags (the FPR it promises)."""
+    pos, neg = bench.resynced.search(marked), bench.resynced.search(np.concatenate([clean, real]))
+    rows = []
+    for w in bench.cfg.resync_weights:
+        (p_det, moves), (n_det, _) = pos.verdict(w, 0.01), neg.verdict(w, 0.01)
+        moved = float(np.mean([not m.is_identity(bench.tok.cfg.image_size) for m in moves]))
+        rows.append(_row(f"{RESYNCED} (w={w:g})", spec, p_det.log10_p, n_det.log10_p,
+                         z_pos_mean=float(p_det.z_score.mean()), z_neg_mean=float(n_det.z_score.mean()),
+                         neg_flagged=float(n_det.is_watermarked.mean()),
+                         note=f"scores: -log10 p after the search; verdicts read from a moved candidate: {moved:.2f} of positives"))
     return rows
 
 
@@ -280,11 +314,12 @@ def run(out: Path, cfg: Config, progress: bool = True) -> dict[str, Any]:
         elif not any(r["scheme"].startswith("invisible") for r in _read_done(results)):
             for row in baseline_rows(bench, [s for s in cfg.baseline_attacks if s in specs]):
                 writer.writerow(row)
-    quality = quality_rows(bench)
-    with open(out / "quality.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, list(quality[1].keys()), restval="")
-        writer.writeheader()
-        writer.writerows(quality)
+    quality = quality_rows(bench) if cfg.quality else []
+    if quality:
+        with open(out / "quality.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, list(quality[1].keys()), restval="")
+            writer.writeheader()
+            writer.writerows(quality)
     rows = _read_done(results)
     wall = time.time() - start
     own_fpr = {name: float(d.is_watermarked.mean()) for name, d in bench.untouched.items()}
@@ -335,14 +370,26 @@ def summary(rows: list[dict], quality: list[dict], cfg: Config, skipped: str | N
                   "| scheme | attack | strength | success | PSNR |", "|---|---|---|---|---|"]
         lines += [f"| {r['scheme']} | {r['attack']} | {r['strength']} | {_fmt(r['forgery_success'])} | {_fmt(r['psnr'])} |" for r in forgeries]
         lines.append("")
-    lines += ["## Quality cost of the mark (frozen classifier features; default rule)", "",
-              "| set | FD to real | FD to clean | KID to real | precision | recall | TPR@1% after JPEG 75 |",
-              "|---|---|---|---|---|---|---|"]
-    for q in quality:
-        lines.append(f"| {q['set']} | {_fmt(q['fd_to_real'])} | {_fmt(q['fd_to_clean'])} | {_fmt(q['kid_to_real'])} | "
-                     f"{_fmt(q['precision'])} | {_fmt(q['recall'])} | {_fmt(q['tpr_jpeg75'])} |")
-    lines += ["", f"Clean samples: FD to real {_fmt(quality[0]['fd_clean_to_real'])}. The noise floor is the second clean "
-              "draw's FD to the clean samples.", "", "## Every row", "",
+    resynced = [s for s in schemes if s.startswith(RESYNCED)]
+    if resynced:
+        lines += ["## Resynchronisation (TPR at 1% FPR; share of the attacked negatives each own 1% test flags)", "",
+                  f"| spec | {DEFAULT} | " + " | ".join(resynced) + " | negatives flagged: plain | "
+                  + " | ".join(f"flagged: w={s.split('w=')[-1].rstrip(')')}" for s in resynced) + " |", "|---" * (2 * len(resynced) + 3) + "|"]
+        for spec in dict.fromkeys(r["spec"] for r in rows if r["scheme"] in resynced):
+            cells = [by.get((s, spec), {}) for s in [DEFAULT, *resynced]]
+            lines.append(f"| {spec} | " + " | ".join(_fmt(c.get("tpr_at_1pct", "")) for c in cells) + " | "
+                         + " | ".join(_fmt(c.get("neg_flagged", "")) for c in cells) + " |")
+        lines.append("")
+    if quality:
+        lines += ["## Quality cost of the mark (frozen classifier features; default rule)", "",
+                  "| set | FD to real | FD to clean | KID to real | precision | recall | TPR@1% after JPEG 75 |",
+                  "|---|---|---|---|---|---|---|"]
+        for q in quality:
+            lines.append(f"| {q['set']} | {_fmt(q['fd_to_real'])} | {_fmt(q['fd_to_clean'])} | {_fmt(q['kid_to_real'])} | "
+                         f"{_fmt(q['precision'])} | {_fmt(q['recall'])} | {_fmt(q['tpr_jpeg75'])} |")
+        lines += ["", f"Clean samples: FD to real {_fmt(quality[0]['fd_clean_to_real'])}. The noise floor is the second "
+                  "clean draw's FD to the clean samples.", ""]
+    lines += ["## Every row", "",
               "| scheme | spec | TPR@1% | AUC | z pos | z neg | bit agreement | PSNR |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['scheme']} | {r['spec']} | {_fmt(r['tpr_at_1pct'] or r['forgery_success'])} | {_fmt(r['auc'])} | "
@@ -384,6 +431,8 @@ def plots(rows: list[dict], quality: list[dict], out: Path) -> None:
     fig.savefig(out / "robustness.png", dpi=70)
     plt.close(fig)
     marked = [q for q in quality if _num(q["tpr_jpeg75"]) is not None]
+    if not marked:
+        return
     fig, ax = plt.subplots(figsize=(4.5, 3.5))
     cost, tpr = [float(q["fd_to_clean"]) for q in marked], [float(q["tpr_jpeg75"]) for q in marked]
     ax.plot(cost, tpr, marker="o")

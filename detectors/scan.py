@@ -44,7 +44,7 @@ def read_manifest(path: Path) -> list[dict[str, Any]]:
 
 def scan(
     key, inputs: Iterable[str | Path], manifest: str | Path, fpr: float = 0.01, keep_list: str | Path | None = None,
-    limit: int | None = None, batch_size: int = 64, encoder=None, progress: bool = True,
+    limit: int | None = None, batch_size: int = 64, encoder=None, progress: bool = True, resync: bool = True,
 ) -> dict[str, Any]:
     """Scan the image files under `inputs` not yet in `manifest`; at most `limit` new files when given.
 
@@ -56,7 +56,7 @@ def scan(
     todo = [str(p) for p in iter_image_files(inputs) if str(p) not in done]
     remaining = len(todo) - (limit if limit is not None else len(todo))
     todo = todo[:limit] if limit is not None else todo
-    filt = WatermarkFilter(key, fpr=fpr, encoder=encoder, batch_size=batch_size)
+    filt = WatermarkFilter(key, fpr=fpr, encoder=encoder, batch_size=batch_size, resync=resync)
     new = 0
     with open(manifest, "a") as out, tqdm(total=len(todo), desc="scan", unit="img", disable=not progress or None) as bar:
         for start in range(0, len(todo), batch_size):

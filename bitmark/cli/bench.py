@@ -10,8 +10,8 @@ from bitmark.cli.common import EXIT_OK, UsageError
 
 
 def add_parser(sub) -> None:
-    b = sub.add_parser("bench", help="run a benchmark: speed, null, recoverability, robustness, radioactivity")
-    b.add_argument("name", choices=("speed", "null", "recoverability", "robustness", "radioactivity"))
+    b = sub.add_parser("bench", help="run a benchmark: speed, null, recoverability, robustness, radioactivity, detect-speed")
+    b.add_argument("name", choices=("speed", "null", "recoverability", "robustness", "radioactivity", "detect-speed"))
     b.add_argument("--repeats", type=int, default=5, help="speed: timing repeats (best is kept)")
     b.add_argument("--num", type=int, default=None, help="null: pyramids per source (5000); recoverability: samples of each kind (200); robustness: watermarked samples per scheme (500)")
     b.add_argument("--data", default="photos", help="recoverability: which shipped models")
@@ -20,7 +20,9 @@ def add_parser(sub) -> None:
     b.add_argument("--attacks", default=None, help="robustness: comma-separated specs (default: every grid)")
     b.add_argument("--schemes", default=None, help="robustness: comma-separated bit schemes (default: all three)")
     b.add_argument("--negatives", type=int, default=None, help="robustness: clean samples and real crops each (default: --num)")
-    b.add_argument("--realign", action="store_true", help="robustness: add the default detector with the crop search")
+    b.add_argument("--realign", action="store_true", help="robustness: add the default detector with the older crop search")
+    b.add_argument("--no-resync", action="store_true", help="robustness: skip the default detector with the resynchronisation stage")
+    b.add_argument("--no-quality", action="store_true", help="robustness: skip the quality-per-delta table")
     b.add_argument("--no-baselines", action="store_true", help="robustness: skip invisible-watermark even when installed")
     b.add_argument("--out", default=None, help="robustness, radioactivity: output folder (an unfinished run there resumes)")
     b.add_argument("--json", action="store_true")
@@ -48,12 +50,18 @@ def run(args: argparse.Namespace) -> int:
             cfg.schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
         cfg.num_negatives = args.negatives or cfg.num_negatives
         cfg.realign = args.realign
+        cfg.resync = not args.no_resync
+        cfg.quality = not args.no_quality
         if args.no_baselines:
             cfg.baseline_num = {}
         if not args.out:
             raise UsageError("give --out DIR for the results")
         result = robustness.run(Path(args.out), cfg)
         print(json.dumps(result) if args.json else (Path(args.out) / "summary.md").read_text())
+    elif args.name == "detect-speed":
+        from bitmark.benchmarks.detect_speed import run
+
+        run(num=args.num or 128, as_json=args.json)
     elif args.name == "radioactivity":
         from bitmark.benchmarks.radioactivity import run
 

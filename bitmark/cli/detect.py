@@ -22,7 +22,7 @@ from bitmark.core.keys import RULES, ConfigMismatch
 log = logging.getLogger("bitmark")
 
 PYRAMID_SUFFIXES = (".safetensors", ".npz")
-COLUMNS = ("path", "index", "is_watermarked", "z_score", "log10_p", "num_scored", "num_green")
+COLUMNS = ("path", "index", "is_watermarked", "z_score", "log10_p", "num_scored", "num_green", "resync")
 
 
 def add_parser(sub) -> None:
@@ -40,8 +40,11 @@ def add_parser(sub) -> None:
     d.add_argument("--encoder", choices=("tokenizer", "infinity"), default="tokenizer",
                    help="what reads image INPUTs into bits: the shipped tokenizer (default) or Infinity's VAE")
     d.add_argument("--data", default="photos", help="tokenizer: which shipped tokenizer (or a weights path)")
+    d.add_argument("--no-resync", action="store_true",
+                   help="skip the resynchronisation stage (on by default with the shipped tokenizer: estimates and undoes "
+                        "crops, flips, rotations and aspect changes; p-values corrected for the search)")
     d.add_argument("--realign", action="store_true",
-                   help="also try undoing centre crops (140 boxes; p-values Bonferroni-corrected): finds cropped marks, costs some JPEG robustness")
+                   help="instead, the older crop search (140 centred boxes, Bonferroni): slower, costs some JPEG robustness")
     add_cli_arguments(d)
     d.set_defaults(func=run)
 
@@ -64,7 +67,6 @@ def run(args: argparse.Namespace) -> int:
         )
     except (ConfigMismatch, ValueError) as e:
         raise UsageError(str(e)) from e
-    from bitmark.detectors.image_detector import ImageDetector
     from bitmark.io.images import iter_image_files
 
     pyramid_files = [p for p in args.inputs if Path(p).suffix in PYRAMID_SUFFIXES]
@@ -86,7 +88,9 @@ def run(args: argparse.Namespace) -> int:
                 raise UsageError("--realign works with the shipped tokenizer's fixed image size only")
             images = RealigningDetector(image_encoder(args), detector)
         else:
-            images = ImageDetector(image_encoder(args), detector)
+            from bitmark.detectors.resync import make_image_detector
+
+            images = make_image_detector(image_encoder(args), detector, resync=not args.no_resync)
         rows.extend(r if "error" in r else {"index": 0, **r} for r in images.detect_files(image_files))
     unreadable = sum("error" in r for r in rows)
     if not args.json:
