@@ -7,7 +7,7 @@ and each scheme's detector scores the attacked images from pixels (re-encoded by
 * Schemes: our default (keyed-spatial, self-normalised null), the `keyed` rule (binomial null), the
   published `bitmark-2025` rule (binomial null) -- all n = 2, δ = 2, fixed benchmark keys -- and, when
   installed, invisible-watermark's post-hoc methods on 256² upscales of the clean samples (`baselines`).
-  With `resync` (on by default), also the default detector with the resynchronisation stage of
+  With `resync`, also the default detector with the resynchronisation stage of
   `bitmark.detectors.resync` (pixel attacks only), at each weight of `resync_weights` from one search;
   with `realign`, the older crop search of `bitmark.detectors.realign` (140 encodings per image).
 * Thresholds: the empirical (1 − FPR) quantile of the clean and real negatives *under the same attack*.
@@ -81,7 +81,7 @@ class Config:
     seed: int = 0
     schemes: list[str] = field(default_factory=lambda: list(SCHEMES))  # which bit schemes to run
     realign: bool = False  # add the default scheme with the crop search (bitmark.detectors.realign), pixel attacks only
-    resync: bool = True  # add the default scheme with the resynchronisation stage (bitmark.detectors.resync)
+    resync: bool = False  # add the default scheme with the resynchronisation stage (bitmark.detectors.resync)
     resync_weights: tuple[float, ...] = (0.9, 0.95)  # shares of the FPR kept for the un-moved image; the first is the default
     quality: bool = True  # the quality-per-δ table (samples 3 more δ)
 

@@ -44,7 +44,7 @@ def read_manifest(path: Path) -> list[dict[str, Any]]:
 
 def scan(
     key, inputs: Iterable[str | Path], manifest: str | Path, fpr: float = 0.01, keep_list: str | Path | None = None,
-    limit: int | None = None, batch_size: int = 64, encoder=None, progress: bool = True, resync: bool = True,
+    limit: int | None = None, batch_size: int = 64, encoder=None, progress: bool = True, resync: bool = False,
 ) -> dict[str, Any]:
     """Scan the image files under `inputs` not yet in `manifest`; at most `limit` new files when given.
 

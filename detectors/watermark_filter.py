@@ -40,7 +40,7 @@ class WatermarkFilter:
     """Splits images into kept (not flagged at `fpr`) and dropped (flagged as carrying `key`'s mark)."""
 
     def __init__(self, key: WatermarkKey, fpr: float = 0.01, encoder: Encoder | None = None, batch_size: int = 256,
-                 resync: bool = True):
+                 resync: bool = False):
         """resync: undo crops, flips and rotations first (`bitmark.detectors.resync`; shipped tokenizer only)."""
         from bitmark.detectors.resync import make_image_detector
 

@@ -83,25 +83,25 @@ def test_weight_one_is_the_plain_detector(models, marked):
         ResyncDetector(tok, BitDetector(KEY), weight=0.0)
 
 
-def test_default_image_detector(models):
+def test_make_image_detector(models):
     tok = models[1]
-    assert isinstance(make_image_detector(tok, BitDetector(KEY)), ResyncDetector)
-    assert type(make_image_detector(tok, BitDetector(KEY), resync=False)) is ImageDetector
-    assert type(make_image_detector(object(), BitDetector(KEY))) is ImageDetector  # other encoders: no stage
+    assert isinstance(make_image_detector(tok, BitDetector(KEY), resync=True), ResyncDetector)
+    assert type(make_image_detector(tok, BitDetector(KEY))) is ImageDetector  # opt-in
+    assert type(make_image_detector(object(), BitDetector(KEY), resync=True)) is ImageDetector  # other encoders: no stage
     with pytest.raises(ValueError, match="shipped tokenizer"):
         ResyncDetector(object(), BitDetector(KEY))
 
 
-def test_detect_command_resyncs_by_default(tmp_path, marked, capsys):
+def test_detect_command_with_resync(tmp_path, marked, capsys):
     from bitmark.cli import main
     from bitmark.io.images import save_png
 
     KEY.save(tmp_path / "key.json")
     for i, x in enumerate(attacks.get("crop", 0.75)(marked[:3])):
         save_png(tmp_path / f"c{i}.png", x)
-    assert main(["detect", "--key", str(tmp_path / "key.json"), "--json", str(tmp_path)]) == 0
+    assert main(["detect", "--key", str(tmp_path / "key.json"), "--json", "--resync", str(tmp_path)]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(rows) == 3 and all(r["is_watermarked"] for r in rows) and all(r["resync"].startswith("crop") for r in rows)
-    assert main(["detect", "--key", str(tmp_path / "key.json"), "--json", "--no-resync", str(tmp_path)]) == 0
+    assert main(["detect", "--key", str(tmp_path / "key.json"), "--json", str(tmp_path)]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert not any(r["is_watermarked"] for r in rows) and "resync" not in rows[0]

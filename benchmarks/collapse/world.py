@@ -78,7 +78,7 @@ class BitmarkWorld:
         if cfg.heldout is not None:
             held = held[np.random.default_rng(0).choice(len(held), cfg.heldout, replace=False)]
         self.heldout_features, _ = self.clf.embed(held)
-        self.filters = {f: WatermarkFilter(self.key, fpr=f, encoder=self.tok, resync=False) for f in (0.01, 0.1)}
+        self.filters = {f: WatermarkFilter(self.key, fpr=f, encoder=self.tok) for f in (0.01, 0.1)}
         self.workdir = Path(workdir or tempfile.gettempdir())
         self._train_pool: Batch | None = None
 
@@ -128,7 +128,7 @@ class BitmarkWorld:
         if fpr not in self.filters:
             from bitmark.detectors import WatermarkFilter
 
-            self.filters[fpr] = WatermarkFilter(self.key, fpr=fpr, encoder=self.tok, resync=False)
+            self.filters[fpr] = WatermarkFilter(self.key, fpr=fpr, encoder=self.tok)
         return ~self.filters[fpr].split(batch.items).keep_mask
 
     def selection_features(self, batch: Batch) -> np.ndarray:

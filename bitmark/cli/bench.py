@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
     b.add_argument("--schemes", default=None, help="robustness: comma-separated bit schemes (default: all three)")
     b.add_argument("--negatives", type=int, default=None, help="robustness: clean samples and real crops each (default: --num)")
     b.add_argument("--realign", action="store_true", help="robustness: add the default detector with the older crop search")
-    b.add_argument("--no-resync", action="store_true", help="robustness: skip the default detector with the resynchronisation stage")
+    b.add_argument("--resync", action="store_true", help="robustness: add the default detector with the resynchronisation stage")
     b.add_argument("--no-quality", action="store_true", help="robustness: skip the quality-per-delta table")
     b.add_argument("--no-baselines", action="store_true", help="robustness: skip invisible-watermark even when installed")
     b.add_argument("--out", default=None, help="robustness, radioactivity: output folder (an unfinished run there resumes)")
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
             cfg.schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
         cfg.num_negatives = args.negatives or cfg.num_negatives
         cfg.realign = args.realign
-        cfg.resync = not args.no_resync
+        cfg.resync = args.resync
         cfg.quality = not args.no_quality
         if args.no_baselines:
             cfg.baseline_num = {}

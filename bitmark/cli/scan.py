@@ -18,7 +18,7 @@ def add_parser(sub) -> None:
     s.add_argument("--limit", type=int, default=None, help="scan at most this many new files, then stop")
     s.add_argument("--encoder", choices=("tokenizer",), default="tokenizer")
     s.add_argument("--data", default="photos", help="which shipped tokenizer (or a weights path)")
-    s.add_argument("--no-resync", action="store_true", help="skip the resynchronisation stage (undoing crops, flips, rotations)")
+    s.add_argument("--resync", action="store_true", help="undo crops, flips and rotations first (see `bitmark detect --resync`)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=run)
 
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     key = load_key(args.key)
     encoder = image_encoder(args)
     r = scan(key, args.inputs, args.out, fpr=args.fpr, keep_list=args.keep, limit=args.limit, encoder=encoder,
-             resync=not args.no_resync)
+             resync=args.resync)
     print(json.dumps(r) if args.json else
           f"{args.out}: {r['files']} files ({r['new']} new), {r['flagged']} flagged, {r['errors']} unreadable"
           + (f", {r['remaining']} not yet scanned" if r["remaining"] else "") + (f"; keep list {args.keep}" if args.keep else ""))
