@@ -291,7 +291,8 @@ def run(out: Path, cfg: Config, progress: bool = True) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     specs = cfg.attacks or default_specs()
     cfg_file = out / "config.json"
-    wanted = {**asdict(cfg), "attacks": specs, "deltas": list(cfg.deltas), "baseline_attacks": list(cfg.baseline_attacks)}
+    wanted = {**asdict(cfg), "attacks": specs, "deltas": list(cfg.deltas), "baseline_attacks": list(cfg.baseline_attacks),
+              "resync_weights": list(cfg.resync_weights)}
     if cfg_file.exists() and json.loads(cfg_file.read_text()) != wanted:
         raise ValueError(f"{out} holds a run with another configuration ({cfg_file}); use a new --out")
     cfg_file.write_text(json.dumps(wanted, indent=2) + "\n")
