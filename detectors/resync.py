@@ -29,8 +29,12 @@ The p-value: conditional on the image, the candidate family is fixed (stage 1 ne
 each candidate's statistic has the detector's own null. So a weighted Bonferroni is valid: the
 un-moved image is tested at level `weight · fpr` and the H search candidates at `(1 − weight) · fpr / H`;
 reported p = min(1, p_identity / weight, H · p_best / (1 − weight)). When stage 1 ranks the un-moved
-image first, the family is the un-moved image alone and p is the plain detector's p: a clean or
-JPEG-compressed image whose grid is in place pays nothing for the search.
+image first, the family is the un-moved image alone and p is the plain detector's p: an image whose
+grid is in place pays nothing for the search. JPEG, blur and WebP remove the texture, though, so stage 1
+sends most such images to the search, where they are tested at weight · fpr.
+
+Opt-in (`bitmark detect --resync`): in the full robustness run it costs 0.046 TPR@1% after JPEG 75
+(benchmarks/RESULTS.md, "Resynchronisation"), over the 0.02 a default may cost.
 """
 
 from __future__ import annotations
