@@ -16,6 +16,10 @@ import numpy as np
 import torch
 
 
+def _fmt(tpr: float | None) -> str:
+    return "n/a (needs >= 1k negatives)" if tpr is None else f"{tpr:.3f}"
+
+
 def run(specs: list[str], num: int = 500, weights: tuple[float, ...] = (0.9, 0.95)) -> None:
     from bitmark import attacks
     from bitmark.benchmarks.metrics import tpr_at_fpr
@@ -41,15 +45,15 @@ def run(specs: list[str], num: int = 500, weights: tuple[float, ...] = (0.9, 0.9
         plain_pos, plain_neg = det.detect(tok.encode(pos)), det.detect(tok.encode(neg))
         sp, sn = search.search(pos), search.search(neg)
         line = [f"{spec}: plain own-test TPR {plain_pos.is_watermarked.mean():.3f}, "
-                f"TPR@1% {tpr_at_fpr(plain_pos.z_score, plain_neg.z_score, 0.01):.3f}; searched {np.mean(sp.tests > 0):.2f} of positives"]
+                f"TPR@1% {_fmt(tpr_at_fpr(plain_pos.z_score, plain_neg.z_score, 0.01))}; searched {np.mean(sp.tests > 0):.2f} of positives"]
         for w in weights:
             flagged = sp.verdict(w, 0.01)[0].is_watermarked
             lost, gained = int(np.sum(plain_pos.is_watermarked & ~flagged)), int(np.sum(~plain_pos.is_watermarked & flagged))
             ln = sn.log10_p(w)
-            top = np.argsort(ln)[-int(round(0.01 * len(ln))):]
+            top = np.argsort(ln)[-max(1, int(round(0.01 * len(ln)))):]
             from_search = int(np.sum((ln > sn.plain.log10_p + np.log10(np.where(sn.tests > 0, w, 1.0)) + 1e-12)[top]))
             line.append(f"  w={w:g}: own-test TPR {flagged.mean():.3f} (lost {lost}, gained {gained}); "
-                        f"TPR@1% {tpr_at_fpr(sp.log10_p(w), ln, 0.01):.3f}; top-1% negatives from the search: {from_search}")
+                        f"TPR@1% {_fmt(tpr_at_fpr(sp.log10_p(w), ln, 0.01))}; top-1% negatives from the search: {from_search}")
         print("\n".join(line), flush=True)
 
 
