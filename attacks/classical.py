@@ -68,6 +68,18 @@ class RandomCrop(Attack):
         return _crop_resize(image, self.strength, rng.random(), rng.random())
 
 
+class Aspect(Attack):
+    name, unit, range, neutral = "aspect", "kept width fraction", (0.5, 1.0), 1.0
+    grid = (0.9, 0.8, 0.7)
+    description = "keep this fraction of the width (centred, full height), stretched back to the input size: an aspect change"
+
+    def apply(self, image, rng):
+        w, h = image.size
+        cw = max(1, round(w * self.strength))
+        left = round((w - cw) / 2)
+        return image.crop((left, 0, left + cw, h)).resize((w, h), Image.Resampling.LANCZOS)
+
+
 class Resize(Attack):
     name, unit, range, neutral = "resize", "scale", (0.25, 1.0), 1.0
     grid = (0.9, 0.75, 0.5)

@@ -7,8 +7,9 @@ and each scheme's detector scores the attacked images from pixels (re-encoded by
 * Schemes: our default (keyed-spatial, self-normalised null), the `keyed` rule (binomial null), the
   published `bitmark-2025` rule (binomial null) -- all n = 2, δ = 2, fixed benchmark keys -- and, when
   installed, invisible-watermark's post-hoc methods on 256² upscales of the clean samples (`baselines`).
-  With `realign`, also the default detector with the crop search of `bitmark.detectors.realign` (slow: 140
-  encodings per image; pixel attacks only).
+  With `resync`, also the default detector with the resynchronisation stage of
+  `bitmark.detectors.resync` (pixel attacks only), at each weight of `resync_weights` from one search;
+  with `realign`, the older crop search of `bitmark.detectors.realign` (140 encodings per image).
 * Thresholds: the empirical (1 − FPR) quantile of the clean and real negatives *under the same attack*.
   White-box attacks are the exception: an attacker launders only his own images, so their negatives
   are the un-attacked ones. Forgery rows (`forge`, `steal_forge`) attack the clean samples, and report
@@ -53,6 +54,7 @@ SCHEMES = {  # name -> (key number, rule); every key n = 2, δ = 2
 DEFAULT = "bitmark (keyed-spatial)"
 REALIGNED = "bitmark (keyed-spatial) + crop search"
 FORGERY = ("forge", "steal_forge", "adaptive_forge", "average_forge")
+RESYNCED = "bitmark (keyed-spatial) + resync"
 
 
 def white_box(name: str) -> bool:
@@ -64,7 +66,7 @@ HEADLINE = ("none:0", "jpeg:75", "jpeg:50", "crop:0.75", "noise:0.05", "regen_au
 DELTAS = (0.5, 1.0, 2.0, 4.0)
 COLUMNS = (
     "scheme", "attack", "strength", "spec", "n_pos", "n_neg", "tpr_at_1pct", "tpr_at_0.1pct", "auc",
-    "z_pos_mean", "z_neg_mean", "forgery_success", "bit_agreement", "psnr", "note",
+    "z_pos_mean", "z_neg_mean", "forgery_success", "bit_agreement", "psnr", "note", "neg_flagged",
 )
 
 
@@ -81,6 +83,9 @@ class Config:
     schemes: list[str] = field(default_factory=lambda: list(SCHEMES))  # which bit schemes to run
     realign: bool = False  # add the default scheme with the crop search (bitmark.detectors.realign), pixel attacks only
     backend: str = "embedded"  # what was sampled (recorded, so a resumed run cannot mix generators)
+    resync: bool = False  # add the default scheme with the resynchronisation stage (bitmark.detectors.resync)
+    resync_weights: tuple[float, ...] = (0.9, 0.95)  # shares of the FPR kept for the un-moved image; the first is the default
+    quality: bool = True  # the quality-per-δ table (samples 3 more δ)
 
 
 def default_specs() -> list[str]:
@@ -123,6 +128,15 @@ class Bench:
             if self.backend.kind != "embedded":
                 raise ValueError("the crop search runs on the embedded tokenizer's fixed 32x32 grid: drop --realign")
             self.realigned = RealigningDetector(self.backend.tok, self.detectors[DEFAULT])
+        self.resynced = None
+        if cfg.resync:
+            from bitmark.detectors.resync import ResyncDetector
+
+            if self.backend.kind != "embedded":
+                raise ValueError("the resynchronisation stage reads the embedded tokenizer's texture: drop --resync")
+            if DEFAULT not in self.keys:
+                raise ValueError("the resynchronisation stage runs on the default scheme: keep it in `schemes`")
+            self.resynced = ResyncDetector(self.backend.tok, self.detectors[DEFAULT], weight=cfg.resync_weights[0])
         self._observed: dict[str, np.ndarray] = {}
         self.pyramids = {name: self.encode(x) for name, x in self.marked.items()}
         negatives = self.encode(np.concatenate([self.clean, self.real]))
@@ -179,12 +193,34 @@ def attack_rows(bench: Bench, spec: str) -> list[dict[str, Any]]:
             z_pos = bench.detectors[scheme].detect(bits).z_score
             row = _row(scheme, spec, z_pos, neg, bit_agreement=agreement(bench.pyramids[scheme], bits)["bits"],
                        psnr=psnr(attacked, marked))
+            if scheme == DEFAULT and not white_box(name):  # the self-normalised null: p = normal tail of z
+                row["neg_flagged"] = float(np.mean(neg >= _Z_1PCT))
         rows.append(row)
     if bench.realigned is not None and not white_box(name):
         marked = attack(bench.marked[DEFAULT], seed=seeds["pos"])
         scores = [bench.realigned.detect(x).z_score for x in (marked, clean, real)]
         rows.append(_row(REALIGNED, spec, scores[0], np.concatenate(scores[1:]),
                          note=f"best of {len(bench.realigned.boxes)} crop boxes; scores are the best box's z"))
+    if bench.resynced is not None and not white_box(name):
+        rows += resync_rows(bench, spec, attack(bench.marked[DEFAULT], seed=seeds["pos"]), clean, real)
+    return rows
+
+
+_Z_1PCT = 2.3263478740408408  # one-sided normal quantile of 0.99
+
+
+def resync_rows(bench: Bench, spec: str, marked: np.ndarray, clean: np.ndarray, real: np.ndarray) -> list[dict[str, Any]]:
+    """One row per weight, all from one search: scores are -log10 p after the search's correction;
+    `neg_flagged` is the share of the attacked negatives that its own 1% test flags (the FPR it promises)."""
+    pos, neg = bench.resynced.search(marked), bench.resynced.search(np.concatenate([clean, real]))
+    rows = []
+    for w in bench.cfg.resync_weights:
+        (p_det, moves), (n_det, _) = pos.verdict(w, 0.01), neg.verdict(w, 0.01)
+        moved = float(np.mean([not m.is_identity(bench.backend.tok.cfg.image_size) for m in moves]))
+        rows.append(_row(f"{RESYNCED} (w={w:g})", spec, p_det.log10_p, n_det.log10_p,
+                         z_pos_mean=float(p_det.z_score.mean()), z_neg_mean=float(n_det.z_score.mean()),
+                         neg_flagged=float(n_det.is_watermarked.mean()),
+                         note=f"scores: -log10 p after the search; verdicts read from a moved candidate: {moved:.2f} of positives"))
     return rows
 
 
@@ -301,7 +337,7 @@ def validate(out: Path, cfg: Config, specs: list[str] | None = None) -> None:
 def _wanted(cfg: Config, specs: list[str]) -> dict[str, Any]:
     """The configuration as config.json records it (the specs this backend runs, spelled out)."""
     return {**asdict(cfg), "attacks": specs, "deltas": list(cfg.deltas),
-            "baseline_attacks": list(cfg.baseline_attacks)}
+            "baseline_attacks": list(cfg.baseline_attacks), "resync_weights": list(cfg.resync_weights)}
 
 
 def run(out: Path, cfg: Config, progress: bool = True, backend=None) -> dict[str, Any]:
@@ -337,7 +373,7 @@ def run(out: Path, cfg: Config, progress: bool = True, backend=None) -> dict[str
         elif not any(r["scheme"].startswith("invisible") for r in _read_done(results)):
             for row in baseline_rows(bench, [s for s in cfg.baseline_attacks if s in specs]):
                 writer.writerow(row)
-    quality = quality_rows(bench) if bench.clf is not None else []
+    quality = quality_rows(bench) if cfg.quality and bench.clf is not None else []
     if quality:
         with open(out / "quality.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, list(quality[1].keys()), restval="")

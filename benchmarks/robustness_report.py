@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bitmark import attacks
-from bitmark.benchmarks.robustness import FORGERY, HEADLINE
+from bitmark.benchmarks.robustness import DEFAULT, FORGERY, HEADLINE, RESYNCED
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,17 @@ def summary(rows: list[dict], quality: list[dict], cfg, skipped: str | None, wal
         lines += ["## Forgery success (share of forged clean samples flagged by the detector's own 1% test)", "",
                   "| scheme | attack | strength | success | PSNR |", "|---|---|---|---|---|"]
         lines += [f"| {r['scheme']} | {r['attack']} | {r['strength']} | {_fmt(r['forgery_success'])} | {_fmt(r['psnr'])} |" for r in forgeries]
+        lines.append("")
+    resynced = [s for s in schemes if s.startswith(RESYNCED)]
+    if resynced:
+        lines += ["## Resynchronisation (TPR at 1% FPR; share of the attacked negatives each own 1% test flags)", "",
+                  f"| spec | {DEFAULT} | " + " | ".join(resynced) + " | negatives flagged: plain | "
+                  + " | ".join(f"flagged: w={s.split('w=')[-1].rstrip(')')}" for s in resynced) + " |",
+                  "|---" * (2 * len(resynced) + 3) + "|"]
+        for spec in dict.fromkeys(r["spec"] for r in rows if r["scheme"] in resynced):
+            cells = [by.get((s, spec), {}) for s in [DEFAULT, *resynced]]
+            lines.append(f"| {spec} | " + " | ".join(_fmt(c.get("tpr_at_1pct", "")) for c in cells) + " | "
+                         + " | ".join(_fmt(c.get("neg_flagged", "")) for c in cells) + " |")
         lines.append("")
     if quality:
         lines += ["## Quality cost of the mark (frozen classifier features; default rule)", "",

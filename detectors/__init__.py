@@ -4,7 +4,8 @@ from bitmark.detectors.attribution import Attribution, attribute
 from bitmark.detectors.bit_detector import NULLS, BitDetector, Detection
 from bitmark.detectors.image_detector import ImageDetector
 from bitmark.detectors.realign import RealigningDetector
+from bitmark.detectors.resync import ResyncDetector, make_image_detector
 from bitmark.detectors.watermark_filter import FilterResult, WatermarkFilter
 
-__all__ = ["NULLS", "Attribution", "BitDetector", "Detection", "FilterResult", "ImageDetector", "RealigningDetector", "WatermarkFilter",
-           "attribute"]
+__all__ = ["NULLS", "Attribution", "BitDetector", "Detection", "FilterResult", "ImageDetector", "RealigningDetector", "ResyncDetector",
+           "WatermarkFilter", "attribute", "make_image_detector"]

@@ -79,10 +79,12 @@ def encoder_identity(encoder: Any) -> dict[str, Any]:
     return ident
 
 
-def make_header(key: Any, fpr: float, encoder: Any, detector: Any) -> dict[str, Any]:
-    """What the verdicts of a manifest depend on. `detector` is the BitDetector the scan tests with."""
+def make_header(key: Any, fpr: float, encoder: Any, detector: Any, resync: bool = False) -> dict[str, Any]:
+    """What the verdicts of a manifest depend on. `detector` is the BitDetector the scan tests with; `resync`,
+    whether the resynchronisation stage ran before it."""
     return {
         "bitmark_manifest": FORMAT_VERSION,
+        "resync": bool(resync),
         "key_id": key.key_id,
         "key_config": key.config.to_dict(),
         "fpr": float(fpr),

@@ -143,8 +143,8 @@ def open_manifest(manifest: str | Path, header: dict[str, Any]) -> Iterator[Mani
 
 def scan(
     key, inputs: Iterable[str | Path], manifest: str | Path, fpr: float = 0.01, keep_list: str | Path | None = None,
-    limit: int | None = None, batch_size: int = 64, encoder=None, progress: bool = True, engine: str = "local",
-    **engine_options: Any,
+    limit: int | None = None, batch_size: int = 64, encoder=None, progress: bool = True, resync: bool = False,
+    engine: str = "local", **engine_options: Any,
 ) -> dict[str, Any]:
     """Scan the image files under `inputs` not yet in `manifest`; at most `limit` new files when given.
 
@@ -153,12 +153,15 @@ def scan(
     if engine == "ray":
         from bitmark.detectors.scan_ray import scan_ray
 
+        if resync:
+            raise ValueError("--resync runs with the local engine only (the Ray actors score without it)")
+
         return scan_ray(key, inputs, manifest, fpr=fpr, keep_list=keep_list, limit=limit, batch_size=batch_size,
                         encoder=encoder, progress=progress, **engine_options)
     if engine != "local" or engine_options:
         raise ValueError(f"unknown engine {engine!r} or options {sorted(engine_options)} for the local engine")
-    filt = WatermarkFilter(key, fpr=fpr, encoder=encoder, batch_size=batch_size)
-    header = make_header(key, fpr, filt.detector.encoder, filt.detector.bits)
+    filt = WatermarkFilter(key, fpr=fpr, encoder=encoder, batch_size=batch_size, resync=resync)
+    header = make_header(key, fpr, filt.detector.encoder, filt.detector.bits, resync=resync)
     with open_manifest(manifest, header) as m:
         todo = [p for p in list_inputs(inputs) if p not in m.done]
         remaining = len(todo) - (limit if limit is not None else len(todo))

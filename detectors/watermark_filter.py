@@ -39,13 +39,17 @@ class FilterResult:
 class WatermarkFilter:
     """Splits images into kept (not flagged at `fpr`) and dropped (flagged as carrying `key`'s mark)."""
 
-    def __init__(self, key: WatermarkKey, fpr: float = 0.01, encoder: Encoder | None = None, batch_size: int = 256):
+    def __init__(self, key: WatermarkKey, fpr: float = 0.01, encoder: Encoder | None = None, batch_size: int = 256,
+                 resync: bool = False):
+        """resync: undo crops, flips and rotations first (`bitmark.detectors.resync`; shipped tokenizer only)."""
+        from bitmark.detectors.resync import make_image_detector
+
         if encoder is None:
             from bitmark.models import load_tokenizer
 
             encoder = load_tokenizer("photos")
         self.fpr = fpr
-        self.detector = ImageDetector(encoder, BitDetector(key, fpr=fpr), batch_size=batch_size)
+        self.detector: ImageDetector = make_image_detector(encoder, BitDetector(key, fpr=fpr), resync, batch_size)
 
     def split(self, images: np.ndarray | Sequence[np.ndarray]) -> FilterResult:
         """uint8 RGB images (N, H, W, 3) or a list of arrays of any size."""

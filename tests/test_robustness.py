@@ -53,3 +53,17 @@ def test_robustness_smoke_run_writes_every_row_and_resumes(tmp_path):
         assert len(list(csv.DictReader(f))) == len(rows)
     with pytest.raises(ValueError, match="another configuration"):
         robustness.run(tmp_path, robustness.Config(num=9, attacks=specs), progress=False)
+
+
+def test_robustness_with_resync_adds_its_rows(tmp_path):
+    specs = ["none:0", "crop:0.75", "bitflip:0.5"]
+    cfg = robustness.Config(num=8, num_negatives=8, attacks=specs, baseline_num={}, resync=True, quality=False)
+    robustness.run(tmp_path, cfg, progress=False)
+    with open(tmp_path / "results.csv") as f:
+        rows = {(r["scheme"], r["spec"]): r for r in csv.DictReader(f)}
+    resynced = [f"{robustness.RESYNCED} (w={w:g})" for w in cfg.resync_weights]
+    assert {s for s, p in rows if p == "bitflip:0.5"} == set(robustness.SCHEMES)  # white-box: no search rows
+    for s in resynced:
+        assert float(rows[(s, "crop:0.75")]["z_pos_mean"]) > 3 > float(rows[(robustness.DEFAULT, "crop:0.75")]["z_pos_mean"])
+        assert 0 <= float(rows[(s, "none:0")]["neg_flagged"]) <= 1
+    assert "## Resynchronisation" in (tmp_path / "summary.md").read_text() and not (tmp_path / "quality.csv").exists()

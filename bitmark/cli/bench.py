@@ -13,7 +13,7 @@ from pathlib import Path
 from bitmark.cli.backend_options import add_backend_arguments, backend_from_args
 from bitmark.cli.common import EXIT_OK, UsageError, add_threads, positive_int
 
-BENCHES = ("speed", "null", "recoverability", "robustness", "radioactivity", "compat", "scan", "stealing")
+BENCHES = ("speed", "null", "recoverability", "robustness", "radioactivity", "compat", "scan", "stealing", "detect-speed")
 
 
 def add_parser(sub) -> None:
@@ -49,7 +49,9 @@ def add_parser(sub) -> None:
                     help="clean samples and real crops each (default: --num; --quick 500; real crops at most 950)")
     rb.add_argument("--attacks", default=None, help="comma-separated specs, e.g. jpeg:75,crop:0.5 (default: every grid)")
     rb.add_argument("--schemes", default=None, help="comma-separated bit schemes (default: all three)")
-    rb.add_argument("--realign", action="store_true", help="add the default detector with the crop search")
+    rb.add_argument("--realign", action="store_true", help="add the default detector with the older crop search")
+    rb.add_argument("--resync", action="store_true", help="add the default detector with the resynchronisation stage")
+    rb.add_argument("--no-quality", action="store_true", help="skip the quality-per-delta table")
     rb.add_argument("--no-baselines", action="store_true", help="skip invisible-watermark even when installed")
     add_backend_arguments(rb)
     _json(rb)
@@ -84,6 +86,11 @@ def add_parser(sub) -> None:
     st.add_argument("--schemes", default=None, help="comma-separated bit schemes (default: all)")
     _json(st)
     st.set_defaults(func=run_stealing)
+
+    ds = names.add_parser("detect-speed", help="images/s of bitmark detect from PNG files, resynchronisation off and on")
+    ds.add_argument("--num", type=positive_int, default=128, help="watermarked samples written as PNG")
+    _json(ds)
+    ds.set_defaults(func=run_detect_speed)
 
 
 def _json(p: argparse.ArgumentParser) -> None:
@@ -137,6 +144,8 @@ def run_robustness(args: argparse.Namespace) -> int:
         cfg.schemes = _items(args.schemes)
     cfg.num_negatives = args.negatives or cfg.num_negatives
     cfg.realign = args.realign
+    cfg.resync = args.resync
+    cfg.quality = not args.no_quality
     if args.no_baselines:
         cfg.baseline_num = {}
     out = Path(args.out)
@@ -192,4 +201,11 @@ def run_stealing(args: argparse.Namespace) -> int:
         cfg.schemes = _items(args.schemes)
     result = stealing.run(Path(args.out), cfg)
     print(json.dumps(result) if args.json else (Path(args.out) / "summary.md").read_text())
+    return EXIT_OK
+
+
+def run_detect_speed(args: argparse.Namespace) -> int:
+    from bitmark.benchmarks.detect_speed import run
+
+    run(num=args.num, as_json=args.json)
     return EXIT_OK

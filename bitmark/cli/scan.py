@@ -38,6 +38,7 @@ def add_parser(sub) -> None:
     s.add_argument("--gpus-per-worker", type=float, default=0.0, help="ray: GPUs each actor reserves, for an encoder that uses one (the shipped tokenizer runs on CPU)")
     s.add_argument("--encoder", choices=("tokenizer",), default="tokenizer", help="what reads images into bits")
     s.add_argument("--data", default="photos", help="which shipped tokenizer (or a weights path)")
+    s.add_argument("--resync", action="store_true", help="undo crops, flips and rotations first (see `bitmark detect --resync`)")
     s.add_argument("--json", action="store_true", help="print the totals as JSON")
     add_backend_arguments(s)
     add_threads(s)
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         encoder = image_encoder(args)
     try:
         r = scan(key, inputs, args.out, fpr=args.fpr, keep_list=args.keep, limit=args.limit, encoder=encoder,
-                 batch_size=args.batch_size, engine=args.engine, **options)
+                 batch_size=args.batch_size, engine=args.engine, resync=args.resync, **options)
     except RuntimeError as e:
         if type(e).__name__ != "RayScanError":
             raise
