@@ -27,7 +27,6 @@ def measure(num: int = 128, repeats: int = 2) -> dict:
     from bitmark.models import load_generator
     from bitmark.models.sampling import sample_images
 
-    torch.set_num_threads(1)
     gen, tok = load_generator("photos")
     key = fixed_key(0)
     marked = sample_images(gen, tok, torch.arange(num) % gen.cfg.num_classes, key=key, seed=0, progress=False)[0]

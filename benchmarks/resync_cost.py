@@ -29,7 +29,6 @@ def run(specs: list[str], num: int = 500, weights: tuple[float, ...] = (0.9, 0.9
     from bitmark.models import load_generator
     from bitmark.models.sampling import sample_images
 
-    torch.set_num_threads(1)
     gen, tok = load_generator("photos")
     key = fixed_key(0)
     det = BitDetector(key)
