@@ -83,7 +83,7 @@ def score(tok, images: np.ndarray, owner, per_scale: list, others: list) -> dict
 
     bits = tok.encode(png_round_trip(images))
     det = owner.detect(bits)
-    out = {"z": det.z_score, "log10_p": det.log10_p}
+    out = {"z": det.z_score, "neg_log10_p": det.neg_log10_p}
     for s, d in enumerate(per_scale):
         out[f"z_scale_{s}"] = d.detect(bits).z_score
     out["other_key_mean_z"] = np.array([d.detect(bits).z_score.mean() for d in others])

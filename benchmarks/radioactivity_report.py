@@ -39,7 +39,7 @@ def arm_row(arm: dict, control_scores: dict | None, real: np.ndarray, num_scales
     tpr = tpr_at_fpr(z, negatives, FPR)  # None below 10 / FPR negatives (DESIGN §8)
     row.update(num_negatives=len(negatives), threshold_1pct=suspect.threshold_at_fpr(negatives, FPR),
                tpr_at_1pct_fpr=math.nan if tpr is None else tpr,
-               flagged_at_analytic_1pct=float(np.mean(sc["log10_p"] >= 2)))
+               flagged_at_analytic_1pct=float(np.mean(sc["neg_log10_p"] >= 2)))
     is_control = arm["share"] == 0
     if control is not None and not is_control:
         row["mw_p"], row["mw_auc"] = suspect.mann_whitney_greater(z, control)
@@ -98,15 +98,15 @@ def write_scores(path: Path, arms: list[dict], reference: dict) -> None:
     scale_keys = sorted(k for k in arms[0]["scores"] if k.startswith("z_scale_"))
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["source", "variant", "share", "index", "z_score", "log10_p", "z_sampled", *scale_keys])
+        w.writerow(["source", "variant", "share", "index", "z_score", "neg_log10_p", "z_sampled", *scale_keys])
         for name, sc in (("real", reference["real"]), ("watermarked_training_sample", reference["marked"])):
             for i in range(len(sc["z"])):
-                w.writerow([name, "", "", i, f"{sc['z'][i]:.4f}", f"{sc['log10_p'][i]:.4f}", "",
+                w.writerow([name, "", "", i, f"{sc['z'][i]:.4f}", f"{sc['neg_log10_p'][i]:.4f}", "",
                             *(f"{sc[k][i]:.4f}" for k in scale_keys)])
         for arm in arms:
             sc = arm["scores"]
             for i in range(len(sc["z"])):
-                w.writerow(["suspect_output", arm["variant"], arm["share"], i, f"{sc['z'][i]:.4f}", f"{sc['log10_p'][i]:.4f}",
+                w.writerow(["suspect_output", arm["variant"], arm["share"], i, f"{sc['z'][i]:.4f}", f"{sc['neg_log10_p'][i]:.4f}",
                             f"{sc['z_sampled'][i]:.4f}", *(f"{sc[k][i]:.4f}" for k in scale_keys)])
 
 

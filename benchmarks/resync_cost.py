@@ -48,11 +48,11 @@ def run(specs: list[str], num: int = 500, weights: tuple[float, ...] = (0.9, 0.9
         for w in weights:
             flagged = sp.verdict(w, 0.01)[0].is_watermarked
             lost, gained = int(np.sum(plain_pos.is_watermarked & ~flagged)), int(np.sum(~plain_pos.is_watermarked & flagged))
-            ln = sn.log10_p(w)
+            ln = sn.neg_log10_p(w)
             top = np.argsort(ln)[-max(1, int(round(0.01 * len(ln)))):]
-            from_search = int(np.sum((ln > sn.plain.log10_p + np.log10(np.where(sn.tests > 0, w, 1.0)) + 1e-12)[top]))
+            from_search = int(np.sum((ln > sn.plain.neg_log10_p + np.log10(np.where(sn.tests > 0, w, 1.0)) + 1e-12)[top]))
             line.append(f"  w={w:g}: own-test TPR {flagged.mean():.3f} (lost {lost}, gained {gained}); "
-                        f"TPR@1% {_fmt(tpr_at_fpr(sp.log10_p(w), ln, 0.01))}; top-1% negatives from the search: {from_search}")
+                        f"TPR@1% {_fmt(tpr_at_fpr(sp.neg_log10_p(w), ln, 0.01))}; top-1% negatives from the search: {from_search}")
         print("\n".join(line), flush=True)
 
 

@@ -217,7 +217,7 @@ def resync_rows(bench: Bench, spec: str, marked: np.ndarray, clean: np.ndarray, 
     for w in bench.cfg.resync_weights:
         (p_det, moves), (n_det, _) = pos.verdict(w, 0.01), neg.verdict(w, 0.01)
         moved = float(np.mean([not m.is_identity(bench.backend.tok.cfg.image_size) for m in moves]))
-        rows.append(_row(f"{RESYNCED} (w={w:g})", spec, p_det.log10_p, n_det.log10_p,
+        rows.append(_row(f"{RESYNCED} (w={w:g})", spec, p_det.neg_log10_p, n_det.neg_log10_p,
                          z_pos_mean=float(p_det.z_score.mean()), z_neg_mean=float(n_det.z_score.mean()),
                          neg_flagged=float(n_det.is_watermarked.mean()),
                          note=f"scores: -log10 p after the search; verdicts read from a moved candidate: {moved:.2f} of positives"))

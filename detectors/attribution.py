@@ -23,7 +23,7 @@ class Attribution:
 
     key_id: list[str | None]
     key_ids: tuple[str, ...]
-    log10_p: np.ndarray
+    neg_log10_p: np.ndarray
     z_score: np.ndarray
     level: float
 
@@ -40,9 +40,9 @@ def attribute(pyramid: Sequence, keys: Sequence[WatermarkKey], fpr: float = 0.01
         raise ValueError("the same key was given twice")
     level = stats.bonferroni(fpr, len(keys))
     results = [BitDetector(k, fpr=level, **detector_options).detect(pyramid) for k in keys]
-    log10_p = np.stack([r.log10_p for r in results], axis=1)
+    neg_log10_p = np.stack([r.neg_log10_p for r in results], axis=1)
     z = np.stack([r.z_score for r in results], axis=1)
     flagged = np.stack([r.is_watermarked for r in results], axis=1)
-    best = np.argmax(np.where(flagged, log10_p, -np.inf), axis=1)
+    best = np.argmax(np.where(flagged, neg_log10_p, -np.inf), axis=1)
     named = [ids[b] if flagged[i, b] else None for i, b in enumerate(best)]
-    return Attribution(key_id=named, key_ids=ids, log10_p=log10_p, z_score=z, level=level)
+    return Attribution(key_id=named, key_ids=ids, neg_log10_p=neg_log10_p, z_score=z, level=level)

@@ -45,13 +45,13 @@ def default_null(rule: str) -> str:
 class Detection:
     """Batched verdicts, one entry per image. Arrays of shape (B,), per-scale ones (B, S).
 
-    log10_p holds -log10 of the p-value: like z, higher means more watermarked.
+    neg_log10_p holds -log10 of the p-value: like z, higher means more watermarked.
     """
 
     is_watermarked: np.ndarray
     z_score: np.ndarray
     p_value: np.ndarray
-    log10_p: np.ndarray
+    neg_log10_p: np.ndarray
     num_scored: np.ndarray
     num_green: np.ndarray
     green_fraction: np.ndarray
@@ -251,7 +251,7 @@ class BitDetector:
             is_watermarked=log_p <= np.log(self.fpr),
             z_score=z,
             p_value=np.exp(log_p),
-            log10_p=stats.neg_log10(log_p),
+            neg_log10_p=stats.neg_log10(log_p),
             num_scored=scored.astype(np.int64),
             num_green=green.astype(np.int64),
             green_fraction=fraction,

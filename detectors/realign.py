@@ -54,7 +54,7 @@ def undo_crop(image: np.ndarray, box: Box) -> np.ndarray:
 class RealigningDetector(ImageDetector):
     """An `ImageDetector` that also searches over crop boxes; `detect_files` works as for its parent.
 
-    z_score, num_scored, ... are those of the best box; p_value, log10_p and is_watermarked are
+    z_score, num_scored, ... are those of the best box; p_value, neg_log10_p and is_watermarked are
     corrected for the number of boxes tried (`len(self.boxes)`)."""
 
     def __init__(self, encoder: Encoder, detector: BitDetector, min_fraction: float = 0.5, offsets: str = "centre",
@@ -71,13 +71,13 @@ class RealigningDetector(ImageDetector):
         for i in range(0, len(images), step):
             chunk = [fit(np.asarray(im), self.size) for im in images[i : i + step]]
             every = self.bits.detect(self.encoder.encode([undo_crop(im, b) for im in chunk for b in self.boxes]))
-            pick = every.log10_p.reshape(len(chunk), H).argmax(1)  # image-major: H results per image
+            pick = every.neg_log10_p.reshape(len(chunk), H).argmax(1)  # image-major: H results per image
             parts.append(_rows(every, np.arange(len(chunk)) * H + pick))
             best += pick.tolist()
         picked = replace(parts[0], **{k: np.concatenate([vars(p)[k] for p in parts]) for k in _arrays(parts[0])})
-        log10_p = np.maximum(0.0, picked.log10_p - math.log10(H))  # -log10 min(1, H p)
-        corrected = replace(picked, p_value=10.0**-log10_p, log10_p=log10_p,
-                            is_watermarked=log10_p >= -math.log10(self.bits.fpr))
+        neg_log10_p = np.maximum(0.0, picked.neg_log10_p - math.log10(H))  # -log10 min(1, H p)
+        corrected = replace(picked, p_value=10.0**-neg_log10_p, neg_log10_p=neg_log10_p,
+                            is_watermarked=neg_log10_p >= -math.log10(self.bits.fpr))
         return corrected, [self.boxes[i] for i in best]
 
     def detect(self, images: Sequence[np.ndarray]) -> Detection:

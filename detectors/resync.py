@@ -208,7 +208,7 @@ class ResyncDetector(ImageDetector):
     """An `ImageDetector` that estimates and undoes crops, flips, rotations and aspect changes first.
 
     `detect` returns, per image, the fields of the candidate with the smallest corrected p-value: its own
-    z_score, counts and scale tables; p_value, log10_p and is_watermarked corrected for the search (module
+    z_score, counts and scale tables; p_value, neg_log10_p and is_watermarked corrected for the search (module
     docstring). `detect_with_moves` also returns the move each verdict was read from.
 
     weight: share of the FPR kept for the un-moved image (the rest pays for the search); 1 turns the search off.
@@ -295,7 +295,7 @@ class ResyncDetector(ImageDetector):
         best = np.arange(B)  # an image without search candidates points at its own un-moved row
         for b in np.flatnonzero(tests):
             mine = np.flatnonzero(owner_a == b)
-            best[b] = B + mine[every.log10_p[B + mine].argmax()]
+            best[b] = B + mine[every.neg_log10_p[B + mine].argmax()]
         moves = [labels[j - B] if j >= B else Move() for j in best]
         return Search(_rows(every, np.arange(B)), _rows(every, best), tests, moves)
 
@@ -319,24 +319,24 @@ class Search:
     tests: np.ndarray
     moves: list[Move]
 
-    def log10_p(self, weight: float) -> np.ndarray:
+    def neg_log10_p(self, weight: float) -> np.ndarray:
         """-log10 of min(1, p_plain / w, H · p_best / (1 − w)); just p_plain where H = 0."""
         searched = self.tests > 0
         w = np.where(searched, weight, 1.0)
-        plain = self.plain.log10_p + np.log10(w)
+        plain = self.plain.neg_log10_p + np.log10(w)
         with np.errstate(divide="ignore"):
-            best = np.where(searched, self.best.log10_p - np.log10(np.maximum(self.tests, 1) / max(1 - weight, 1e-300)), -np.inf)
+            best = np.where(searched, self.best.neg_log10_p - np.log10(np.maximum(self.tests, 1) / max(1 - weight, 1e-300)), -np.inf)
         return np.maximum(np.maximum(plain, best), 0.0)
 
     def verdict(self, weight: float, fpr: float) -> tuple[Detection, list[Move]]:
         """Per image, the fields of whichever of the two gave the smaller corrected p, with that p."""
         searched = self.tests > 0
-        plain = self.plain.log10_p + np.log10(np.where(searched, weight, 1.0))
-        score = self.log10_p(weight)
+        plain = self.plain.neg_log10_p + np.log10(np.where(searched, weight, 1.0))
+        score = self.neg_log10_p(weight)
         use_best = searched & (score > np.maximum(plain, 0.0))
         d = replace(self.plain, **{k: np.where(use_best.reshape(-1, *[1] * (vars(self.plain)[k].ndim - 1)),
                                                vars(self.best)[k], vars(self.plain)[k]) for k in _arrays(self.plain)})
-        d = replace(d, log10_p=score, p_value=10.0**-score, is_watermarked=score >= -math.log10(fpr))
+        d = replace(d, neg_log10_p=score, p_value=10.0**-score, is_watermarked=score >= -math.log10(fpr))
         return d, [m if u else Move() for m, u in zip(self.moves, use_best)]
 
 def _shifted(move: Move, dx: int, dy: int) -> Move:

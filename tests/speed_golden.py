@@ -80,7 +80,7 @@ def detection_record(det) -> dict:
     return {
         "counts": hashlib.sha256(counts.astype(np.int64).tobytes()).hexdigest()[:20],
         "z": [float(f"{z:.12g}") for z in det.z_score],
-        "log10_p": [float(f"{v:.12g}") for v in det.log10_p],
+        "neg_log10_p": [float(f"{v:.12g}") for v in det.neg_log10_p],
         "expected": [float(f"{v:.12g}") for v in det.expected_green],
     }
 

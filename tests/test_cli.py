@@ -46,7 +46,7 @@ def test_detect_rows_and_exit_codes(tmp_path, key_file, capsys):
     assert "error" in rows[2] and "cannot read" in rows[2]["error"]
     good = [r for r in rows if "error" not in r]
     assert all(r["is_watermarked"] and r["z_score"] > 10 for r in good)
-    for field in ("z_score", "p_value", "log10_p", "num_scored", "num_green", "green_fraction", "key_id"):
+    for field in ("z_score", "p_value", "neg_log10_p", "num_scored", "num_green", "green_fraction", "key_id"):
         assert field in good[0]
     assert main(["detect", "--key", str(key_file), inputs[0], inputs[2]]) == 0
     table = capsys.readouterr().out.splitlines()

@@ -21,7 +21,7 @@ from bitmark.detectors import BitDetector, attribute
 from bitmark.detectors.stats import binomial_log_sf
 from bitmark.evaluation.keys import fixed_key
 
-FIELDS = ("is_watermarked", "z_score", "p_value", "log10_p", "num_scored", "num_green", "green_fraction")
+FIELDS = ("is_watermarked", "z_score", "p_value", "neg_log10_p", "num_scored", "num_green", "green_fraction")
 
 
 def _fpr_over_many_keys(pyramid, num_keys: int, **config) -> float:
@@ -115,7 +115,7 @@ def test_detection_fields_and_batch_rows():
     assert set(FIELDS) <= set(row) and row["key_id"] == key.key_id
     assert row["num_scored"] == sum(s * s for s in (1, 2, 3, 4, 6, 8)) * 15
     assert sum(row["scale_scored"]) == row["num_scored"] and sum(row["scale_green"]) == row["num_green"]
-    assert row["p_value"] == pytest.approx(10 ** -row["log10_p"])
+    assert row["p_value"] == pytest.approx(10 ** -row["neg_log10_p"])
 
 
 def test_unique_counting():

@@ -61,7 +61,7 @@ def test_report_rows_on_synthetic_arms():
 
     def arm(share, shift):
         z = rng.normal(shift, 1.0, 600)
-        scores = {"z": z, "log10_p": np.zeros(600), "z_sampled": z, "z_scale_0": z, "z_scale_1": z,
+        scores = {"z": z, "neg_log10_p": np.zeros(600), "z_sampled": z, "z_scale_0": z, "z_scale_1": z,
                   "other_key_mean_z": rng.normal(0, 0.06, 50)}
         return {"variant": "scratch", "share": share, "num_train": 950, "num_watermarked_train": round(950 * share),
                 "train_steps": 1, "train_lr": 1e-3, "train_wall_s": 1.0, "sample_and_score_wall_s": 1.0,

@@ -59,7 +59,7 @@ def test_the_stage_recovers_moved_marks(models, marked, search, spec, truth):
     if truth:
         assert [str(m) for m in moves].count(truth) >= 12, [str(m) for m in moves]
     unmoved = search.detect(marked)  # un-moved samples: stage 1 keeps them, the verdict is the plain one
-    assert np.allclose(unmoved.log10_p, BitDetector(KEY).detect(tok.encode(marked)).log10_p)
+    assert np.allclose(unmoved.neg_log10_p, BitDetector(KEY).detect(tok.encode(marked)).neg_log10_p)
 
 
 @pytest.mark.parametrize("spec", ["none:0", "crop:0.75", "hflip:1"])
@@ -78,7 +78,7 @@ def test_false_positive_rate_on_real_photographs(search, spec):
 def test_weight_one_is_the_plain_detector(models, marked):
     tok = models[1]
     plain = ResyncDetector(tok, BitDetector(KEY), weight=1.0).detect(attacks.get("crop", 0.75)(marked))
-    assert np.allclose(plain.log10_p, BitDetector(KEY).detect(tok.encode(attacks.get("crop", 0.75)(marked))).log10_p)
+    assert np.allclose(plain.neg_log10_p, BitDetector(KEY).detect(tok.encode(attacks.get("crop", 0.75)(marked))).neg_log10_p)
     with pytest.raises(ValueError, match="weight"):
         ResyncDetector(tok, BitDetector(KEY), weight=0.0)
 

@@ -36,7 +36,7 @@ def test_detector_unchanged(now):
     assert len(names) > 40
     for k in names:
         assert now[k]["counts"] == GOLDEN[k]["counts"], k
-        for field in ("z", "log10_p", "expected"):
+        for field in ("z", "neg_log10_p", "expected"):
             np.testing.assert_allclose(now[k][field], GOLDEN[k][field], rtol=1e-10, atol=1e-12, err_msg=f"{k} {field}")
 
 

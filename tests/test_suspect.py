@@ -61,6 +61,6 @@ def test_pair_shift_floor_and_key_calibration():
     assert suspect.pair_shift(independent, n) < 0.01
     shifted = independent + rng.normal(0, 0.1, 2000)  # plus a per-key shift of spread 0.1
     assert suspect.pair_shift(shifted, n) == pytest.approx(0.1, abs=0.01)
-    z, log10_p, empirical = suspect.key_calibrated(0.25, independent)
-    assert z == pytest.approx(5.0, rel=0.05) and log10_p > 6 and empirical == 1 / 2001
+    z, neg_log10_p, empirical = suspect.key_calibrated(0.25, independent)
+    assert z == pytest.approx(5.0, rel=0.05) and neg_log10_p > 6 and empirical == 1 / 2001
     assert suspect.key_calibrated(0.0, independent)[2] == pytest.approx(0.5, abs=0.05)

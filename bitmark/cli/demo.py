@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         rows = image_demo(Path(args.out), num=args.num, seed=args.seed, data=args.data, key=key, backend=backend)
     except MissingWeights as e:
         raise UsageError(str(e)) from e
-    emit(rows, args.json, ("sample", "class", "watermarked", "z_score", "log10_p", "is_watermarked"))
+    emit(rows, args.json, ("sample", "class", "watermarked", "z_score", "neg_log10_p", "is_watermarked"))
     if not args.json:
         tp = sum(r["is_watermarked"] for r in rows if r["watermarked"])
         fp = sum(r["is_watermarked"] for r in rows if not r["watermarked"])

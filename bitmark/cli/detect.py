@@ -33,7 +33,7 @@ code. A file that cannot be read (corrupt, truncated, a dangling link, more than
 JPEG counted at the reduced scale it is decoded at) gets an error row {"path": ..., "error": ...} and the
 others are still reported. Exit code: 0 every input read, 1 some could not be read, 2 usage, key or
 configuration errors, or no inputs found, 3 a crash."""
-COLUMNS = ("path", "index", "is_watermarked", "z_score", "log10_p", "num_scored", "num_green", "resync")
+COLUMNS = ("path", "index", "is_watermarked", "z_score", "neg_log10_p", "num_scored", "num_green", "resync")
 
 
 def add_parser(sub) -> None:
