@@ -173,7 +173,7 @@ def write_keep_list(rows: list[dict[str, Any]], path: str | Path) -> tuple[Path,
     names' own bytes. Returns the path and how many names were left out because they hold a newline."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    names = [os.fsencode(row_path(r)) for r in rows if r.get("verdict") == "clean"]
+    names = [os.fsencode(row_path(r)) for r in rows if r.get("is_watermarked") is False]
     newline = [n for n in names if b"\n" in n]
     for n in newline:
         log.warning("%r: a file name with a newline cannot go in a one-per-line keep list; left out", n)

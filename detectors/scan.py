@@ -1,6 +1,6 @@
 """`bitmark scan`: test every image under some folders and write a resumable JSONL manifest.
 
-One row per file: `path, z_score, p_value, verdict` ("watermarked" or "clean"), or `path, error`, below a
+One row per file: `path, z_score, p_value, is_watermarked`, or `path, error`, below a
 header that binds the manifest to its key, FPR, encoder and detector (`bitmark.detectors.manifest`).
 Rows are appended and flushed batch by batch, so a scan that is interrupted (Ctrl-C, a killed job, a
 `limit`) loses at most the batch in flight. On restart the manifest is read back: a torn last line (the
@@ -83,7 +83,7 @@ def score_files(filt: WatermarkFilter, paths: Sequence[str], data: Sequence[byte
             if not (math.isfinite(z) and math.isfinite(p)):  # e.g. nothing scoreable: an error, not a verdict
                 r["error"] = f"no score (z = {z}, p = {p})"
                 continue
-            r.update(z_score=round(z, 4), p_value=p, verdict="watermarked" if j in flagged else "clean")
+            r.update(z_score=round(z, 4), p_value=p, is_watermarked=j in flagged)
     return rows
 
 
@@ -114,7 +114,7 @@ class Manifest:
         left_out = write_keep_list(self.rows, keep_list)[1] if keep_list is not None else 0
         return {
             "manifest": str(self.path), "files": len(self.rows), "new": self.new,
-            "flagged": sum(r.get("verdict") == "watermarked" for r in self.rows),
+            "flagged": sum(r.get("is_watermarked") is True for r in self.rows),
             "errors": sum("error" in r for r in self.rows), "remaining": max(0, remaining),
             "keep_list": str(keep_list) if keep_list is not None else None, "keep_left_out": left_out,
         }

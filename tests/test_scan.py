@@ -46,11 +46,11 @@ def test_scan_resumes_after_a_row_limit(folder, tmp_path):
     rows = manifest_rows(manifest)
     assert sorted(_paths(rows)) == sorted(str(p) for p in root.rglob("*.png")) and len(set(_paths(rows))) == 9
     by_name = {r["path"].rsplit("/", 1)[1]: r for r in rows}
-    assert "error" in by_name["b-corrupt.png"] and "verdict" not in by_name["b-corrupt.png"]
-    assert all(by_name[f"a-marked-{i}.png"]["verdict"] == "watermarked" for i in range(3))
-    assert sum(r.get("verdict") == "clean" for r in rows) >= 4  # 5 real crops at 1% FPR
+    assert "error" in by_name["b-corrupt.png"] and "is_watermarked" not in by_name["b-corrupt.png"]
+    assert all(by_name[f"a-marked-{i}.png"]["is_watermarked"] is True for i in range(3))
+    assert sum(r.get("is_watermarked") is False for r in rows) >= 4  # 5 real crops at 1% FPR
     kept = keep.read_text().splitlines()
-    assert sorted(kept) == sorted(r["path"] for r in rows if r.get("verdict") == "clean")
+    assert sorted(kept) == sorted(r["path"] for r in rows if r.get("is_watermarked") is False)
     assert not any("marked" in p or "corrupt" in p for p in kept)
 
 

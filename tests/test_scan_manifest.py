@@ -113,10 +113,10 @@ def test_corrupt_lines_are_errors_with_their_line_number(scrape, tmp_path):
     out.write_text("".join(lines[:2]) + '{"path": "/x.png", "z_sc\n' + "".join(lines[3:]))
     with pytest.raises(ManifestError, match=r"m\.jsonl:3: not a JSON row"):
         scan(fixed_key(0), [root], out, encoder=tok, progress=False)
-    out.write_text("".join(lines[:3]) + '{"z_score": 1.0, "verdict": "clean"}\n' + "".join(lines[4:]))
+    out.write_text("".join(lines[:3]) + '{"z_score": 1.0, "is_watermarked": false}\n' + "".join(lines[4:]))
     with pytest.raises(ManifestError, match=r"m\.jsonl:4: row has no `path`"):
         scan(fixed_key(0), [root], out, encoder=tok, progress=False)
-    out.write_text('{"path": "/x.png", "verdict": "clean"}\n')  # a manifest from before headers
+    out.write_text('{"path": "/x.png", "is_watermarked": false}\n')  # a manifest from before headers
     with pytest.raises(ManifestError, match=r"m\.jsonl:1: no manifest header"):
         scan(fixed_key(0), [root], out, encoder=tok, progress=False)
 
@@ -132,7 +132,7 @@ def test_a_non_utf8_file_name_round_trips_through_manifest_and_keep_list(scrape,
     line = next(r for r in out.read_bytes().splitlines() if b"caf" in r)
     row = json.loads(line.decode("utf-8"))  # every line is valid UTF-8 JSON
     assert row["path"].endswith("caf\\xe9.png") and os.fsencode(os.path.join(root, "")) in odd
-    assert os.fsencode(__import__("base64").b64decode(row["path_b64"])) == odd and row["verdict"] == "clean"
+    assert os.fsencode(__import__("base64").b64decode(row["path_b64"])) == odd and row["is_watermarked"] is False
     assert main(args) == 1 and json.loads(out.read_text().splitlines()[0])["bitmark_manifest"] == 1
     assert len(manifest_rows(out)) == 14  # the rerun scanned nothing again, the odd name included
     assert keep.read_bytes().split(b"\n") == kept
@@ -148,7 +148,7 @@ def test_a_list_of_paths(scrape, tmp_path, monkeypatch, capsys):
     code = main(["scan", "--paths-from", str(listing), "--key", key, "--out", str(out), "--json"])
     assert code == 1 and json.loads(capsys.readouterr().out)["files"] == 3  # ./00.png is 00.png
     rows = {os.fsencode(os.path.basename(r["path"]) if "path_b64" not in r else "odd"): r for r in manifest_rows(out)}
-    assert "no such file" in rows[b"gone.png"]["error"] and rows[b"00.png"]["verdict"] == "clean" and b"odd" in rows
+    assert "no such file" in rows[b"gone.png"]["error"] and rows[b"00.png"]["is_watermarked"] is False and b"odd" in rows
     assert main(["scan", "--key", key, "--out", str(out)]) == 2  # nothing to scan is a usage error
 
 
@@ -164,6 +164,6 @@ def test_a_file_without_a_finite_score_is_an_error_row(scrape, monkeypatch):
     nan = FilterResult(np.array([1]), np.array([], dtype=int), np.array([np.nan, 1.0]), np.array([np.nan, 0.2]), {})
     monkeypatch.setattr(filt, "split", lambda images: nan)
     rows = score_files(filt, [str(root / "00.png"), str(root / "01.png")])
-    assert "no score" in rows[0]["error"] and "verdict" not in rows[0]
-    assert rows[1]["verdict"] == "clean" and rows[1]["z_score"] == 1.0
+    assert "no score" in rows[0]["error"] and "is_watermarked" not in rows[0]
+    assert rows[1]["is_watermarked"] is False and rows[1]["z_score"] == 1.0
     json.loads(json.dumps(rows, allow_nan=False))

@@ -90,7 +90,7 @@ def test_a_killed_ray_scan_resumes_to_exactly_the_local_rows(scrape, local_rows,
     assert r["engine"] == "ray" and r["new"] == 211 - before and r["files"] == 211 and r["errors"] == 5
     local, ray_rows = _by_path(local_rows), _by_path(out)
     assert len(local) == 211 and ray_rows == local  # same paths, z-scores, p-values, verdicts, errors
-    assert all(local[p]["verdict"] == "watermarked" for p in local if "marked-" in p)
+    assert all(local[p]["is_watermarked"] is True for p in local if "marked-" in p)
     assert out.read_text().splitlines()[0] == local_rows.read_text().splitlines()[0]  # the same header binding
     scan(fixed_key(0), [root], local_rows, keep_list=local_keep, encoder=tok, progress=False)
     assert sorted(keep.read_bytes().split(b"\n")) == sorted(local_keep.read_bytes().split(b"\n"))
@@ -149,7 +149,7 @@ def test_a_batch_that_fails_is_scored_file_by_file(scrape, monkeypatch):
     monkeypatch.setattr(scorer.filt, "split", flaky)
     rows = [json.loads(r) for r in scorer({"path_bytes": [os.fsencode(p) for p in paths]})["row"]]
     assert [r["path"] for r in rows] == paths
-    assert all("verdict" in r for r in rows[:3]) and "not an image" in rows[3]["error"]
+    assert all("is_watermarked" in r for r in rows[:3]) and "not an image" in rows[3]["error"]
     monkeypatch.setattr(scorer.filt, "split", lambda images: 1 / 0)
     rows = [json.loads(r) for r in scorer({"path_bytes": [os.fsencode(p) for p in paths[:2]]})["row"]]
     assert all("scoring failed: ZeroDivisionError" in r["error"] for r in rows)
