@@ -58,7 +58,8 @@ def parsers(parser: argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bitmark", description=__doc__.split(".")[0] + ".")
+    p = argparse.ArgumentParser(prog="bitmark", description="Keyed watermarks for bitwise autoregressive image generators: "
+                                "embed while sampling, detect from pixels or bits, attack, benchmark.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress and details")
     p.add_argument("--version", action="version", version=f"bitmark {__version__}", help="print the version and exit")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
