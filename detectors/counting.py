@@ -38,7 +38,7 @@ class CellCounter:
         self.chunk = max(1, CHUNK_BITS // max(1, positions * self.J))
         top = self.chunk * self.range
         self.dtype = torch.int16 if top < 2**15 else torch.int32 if top < 2**31 else torch.int64
-        base, green_lo, green_step, tables = [], [], [], []
+        base, green_step, tables = [], [], []
         for i, (s, (h, w, _)) in enumerate(zip(scales, shapes)):
             L = h * w
             table = rule.table(s, h, w, d)[:, n - 1 :, :].expand(L, self.J, S)  # (L, J, S) green values

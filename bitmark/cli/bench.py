@@ -24,20 +24,20 @@ def add_parser(sub) -> None:
     s = names.add_parser("speed", help="sampler overhead and detector throughput at Infinity-2B 1024² shapes")
     s.add_argument("--repeats", type=positive_int, default=5, help="interleaved timing rounds (medians reported)")
     s.add_argument("--quick", action="store_true", help="a smoke run: detector at batch 1 and 4, no end-to-end figures")
-    _json(s)
+    _common_options(s)
     s.set_defaults(func=run_speed)
 
     n = names.add_parser("null", help="false-positive rate of each rule and null for single fixed keys")
     n.add_argument("--num", type=positive_int, default=5000, help="pyramids per source")
     n.add_argument("--keys", type=positive_int, default=8, help="fixed keys per arm")
-    _json(n)
+    _common_options(n)
     n.set_defaults(func=run_null)
 
     r = names.add_parser("recoverability", help="does the mark survive PNG files? and sample quality")
     r.add_argument("--num", type=positive_int, default=200, help="samples of each kind")
     r.add_argument("--data", default="photos", help="which shipped models and their data set")
     add_backend_arguments(r)
-    _json(r)
+    _common_options(r)
     r.set_defaults(func=run_recoverability)
 
     rb = names.add_parser("robustness", help="every attack x scheme: TPR at 1%% FPR, AUC, PSNR; quality per δ")
@@ -54,7 +54,7 @@ def add_parser(sub) -> None:
     rb.add_argument("--no-quality", action="store_true", help="skip the quality-per-delta table")
     rb.add_argument("--no-baselines", action="store_true", help="skip invisible-watermark even when installed")
     add_backend_arguments(rb)
-    _json(rb)
+    _common_options(rb)
     rb.set_defaults(func=run_robustness)
 
     ra = names.add_parser("radioactivity", help="do models trained on marked images emit the mark?")
@@ -62,18 +62,18 @@ def add_parser(sub) -> None:
     ra.add_argument("--quick", action="store_true", help="2 shares, short training")
     ra.add_argument("--data", default="photos", help="which shipped models and held-out crops")
     add_backend_arguments(ra)
-    _json(ra)
+    _common_options(ra)
     ra.set_defaults(func=run_radioactivity)
 
     c = names.add_parser("compat", help="z of the published BitMark stream count next to ours, on the same bits")
     c.add_argument("--num", type=positive_int, default=64, help="samples of each arm")
     add_backend_arguments(c)
-    _json(c)
+    _common_options(c)
     c.set_defaults(func=run_compat)
 
     sc = names.add_parser("scan", help="images/s of bitmark scan: the local engine and Ray with 1 and 2 workers")
     sc.add_argument("--num", type=positive_int, default=800, help="held-out photos written as PNG and scanned")
-    _json(sc)
+    _common_options(sc)
     sc.set_defaults(func=run_scan)
 
     st = names.add_parser("stealing", help="forgery and removal by attackers who observed N marked images, per rule")
@@ -84,16 +84,16 @@ def add_parser(sub) -> None:
     st.add_argument("--seed-bits", type=positive_int, default=None,
                     help="keyed-content seed width for this run (a design sweep; default: the rule's)")
     st.add_argument("--schemes", default=None, help="comma-separated bit schemes (default: all)")
-    _json(st)
+    _common_options(st)
     st.set_defaults(func=run_stealing)
 
     ds = names.add_parser("detect-speed", help="images/s of bitmark detect from PNG files, resynchronisation off and on")
     ds.add_argument("--num", type=positive_int, default=128, help="watermarked samples written as PNG")
-    _json(ds)
+    _common_options(ds)
     ds.set_defaults(func=run_detect_speed)
 
 
-def _json(p: argparse.ArgumentParser) -> None:
+def _common_options(p: argparse.ArgumentParser) -> None:
     """The options every benchmark has: --json and --threads."""
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     add_threads(p)

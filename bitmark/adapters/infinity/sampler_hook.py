@@ -123,10 +123,10 @@ class InfinityRun:
 def _mask_like_sampled(pairs: torch.Tensor, bits: torch.Tensor, sampler: PlainSampler, s: int, h: int, w: int) -> None:
     """Rewrite logit pairs (B, L, d, 2) in place into the distribution each bit was drawn from."""
     lo = log_odds(pairs)
-    if isinstance(sampler, WatermarkSampler) and sampler.key.config.watermarks(s) and sampler.key.config.delta:
-        n, d = sampler.rule.n, bits.shape[-1]
+    if isinstance(sampler, WatermarkSampler) and sampler.key.config.watermarks(s):  # keys refuse delta = 0
+        n = sampler.rule.n
         green = sampler.rule.green_values(sampler.last_table, contexts(bits, n)).to(lo.device)
-        start = getattr(sampler, "bias_from", n - 1)
+        start = sampler.bias_from
         bias = torch.zeros_like(lo)
         bias[..., start:] = sampler.key.config.delta * (2.0 * green[..., start - (n - 1) :].to(lo.dtype) - 1.0)
         lo = lo + bias
