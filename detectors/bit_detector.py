@@ -13,12 +13,18 @@ Two nulls:
   sources. The mark barely moves q because the spatial rule scatters the key's green choices over the
   positions of a cell, half up and half down. It needs a spatial rule: with a context-only rule every
   position of a cell shares one green value, E equals G, and the mark would be absorbed.
+* ``model`` -- like self-normalised, but each position's q is the generator's own P(bit = 1), teacher-forced
+  on the pyramid's coarser scales (`bitmark.detectors.predicted`; the owner of a key has the model). q is a
+  function of the bits only, never of the key, so the same identity holds: for a random key z has mean 0
+  and variance 1 exactly. It is the entropy-aware null: a bit the model is sure of adds almost nothing to
+  the variance, sum (b - q)^2, while the cell share q of the self-normalised null charges it the spread of
+  its whole cell; and nothing is absorbed at coarse scales, whose cells hold one or four positions.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -30,7 +36,8 @@ from bitmark.detectors import stats
 from bitmark.detectors.counting import CellCounter
 from bitmark.detectors.inputs import check_pyramid, check_weights
 
-NULLS = ("self-normalised", "binomial")
+NULLS = ("self-normalised", "binomial", "model")
+Predictor = Callable[[Sequence[torch.Tensor]], Sequence[torch.Tensor]]  # pyramid -> per scale P(bit = 1), (B, h, w, d)
 COUNTINGS = ("token", "stream")
 
 
@@ -94,6 +101,8 @@ class BitDetector:
              pseudo-positions, so that cells with few positions (coarse scales) keep their signal
              instead of having it absorbed by their own estimate. Any key-independent q keeps the
              statistic exact: for a random key, sum (2g - 1)(b - q) has mean 0 and variance sum (b - q)^2.
+    predictor: the `model` null only: a function from a pyramid to, per scale, P(bit = 1) of every bit (B, h, w, d),
+             computed without the key (e.g. `bitmark.detectors.predicted.GeneratorPredictor`).
     counting: "token" (default: the pairs of a context inside each token) or "stream" (the published BitMark
              detector's count for the `bitmark-2025` rule: the watermarked scales as one bit stream, every
              overlapping pair, token and scale joins included; `bitmark.detectors.stream`). Binomial null.
@@ -114,6 +123,7 @@ class BitDetector:
         context: int | None = None,
         delta: float | None = None,
         counting: str = "token",
+        predictor: Predictor | None = None,
     ):
         cfg = key.config
         cfg.check_matches(rule=rule, context=context, delta=delta)
@@ -121,6 +131,13 @@ class BitDetector:
         null = null or default_null(cfg.rule)
         if null not in NULLS:
             raise ValueError(f"unknown null {null!r}; choose one of {', '.join(NULLS)}")
+        if null == "model" and (cfg.rule not in PER_POSITION_RULES or predictor is None or unique or prior is not None):
+            raise ValueError(
+                "the model null needs a per-position rule (keyed-spatial or keyed-content: with a shared green value "
+                "per cell the signs of a cell are not independent), predictor= and neither unique counting nor a prior"
+            )
+        if predictor is not None and null != "model":
+            raise ValueError("predictor= is the model null's; pass null='model' with it")
         if null == "self-normalised" and cfg.rule not in PER_POSITION_RULES:
             raise ValueError(
                 f"the self-normalised null needs the keyed-spatial or keyed-content rule; with {cfg.rule!r} all positions "
@@ -148,6 +165,7 @@ class BitDetector:
         self.prior = None if prior is None else [torch.as_tensor(np.asarray(p), dtype=torch.float64) for p in prior]
         self.prior_strength = float(prior_strength)
         self.counting = counting
+        self.predictor = predictor
         self._counters: dict[tuple, CellCounter] = {}
         self._key_id = key.key_id  # a hash: computed once, not per call
 
@@ -213,15 +231,41 @@ class BitDetector:
         variance = (K * (1 - q) ** 2 + (N - K) * q**2).sum((2, 3))  # = sum over positions of (b - q)^2
         return torch.stack([scored, green, expected, variance])
 
-    def detect(self, pyramid: Sequence) -> Detection:
-        """Score a pyramid: a list, per scale, of (B, h, w, d) bits (bool/0-1, torch or numpy)."""
+    def model_stats(self, pyramid: Sequence[torch.Tensor], scales: Sequence[int]) -> torch.Tensor:
+        """`scale_stats` of the model null, position by position: q is the predictor's P(bit = 1), (4, B, scales)."""
+        probs = self.predictor(pyramid)
+        n, out = self.rule.n, []
+        for s in scales:
+            bits = pyramid[s]
+            B, h, w, d = bits.shape
+            q = torch.as_tensor(probs[s], dtype=torch.float64)
+            if tuple(q.shape) != (B, h, w, d) or not bool(torch.isfinite(q).all()):
+                raise ValueError(f"scale {s}: the predictor gave {tuple(q.shape)} probabilities; need finite (B, h, w, d) = {(B, h, w, d)}")
+            flat = bits.reshape(B, h * w, d)
+            green_value = self.rule.green_values(self.rule.token_tables(s, h, w, d, pyramid[:s]), contexts(flat, n))
+            b, q = flat[..., n - 1 :].double(), q.reshape(B, h * w, d)[..., n - 1 :].clamp(0.0, 1.0)
+            green = (flat[..., n - 1 :] == green_value).double().sum((1, 2))
+            expected = torch.where(green_value, q, 1 - q).sum((1, 2))
+            variance = ((b - q) ** 2).sum((1, 2))
+            out.append(torch.stack([torch.full_like(green, b[0].numel()), green, expected, variance]))
+        return torch.stack(out, -1)
+
+    def scale_terms(self, pyramid: Sequence) -> torch.Tensor:
+        """(scored, green, expected green, variance) per image and scale, (4, B, scales), zero on unscored scales:
+        what `detect` combines, and what `bitmark.detectors.stats.scale_weights` learns weights from."""
         pyramid = check_pyramid(pyramid, self.key.config, self.rule.n, self.scales, self.weights)
+        return self._scale_terms(pyramid)
+
+    def _scale_terms(self, pyramid: Sequence[torch.Tensor]) -> torch.Tensor:
         B, num_scales = pyramid[0].shape[0], len(pyramid)
         d = pyramid[0].shape[-1]
         if d < self.rule.n:
             raise ValueError(f"tokens of {d} bits have no position with a full context of width n={self.rule.n}")
         per_scale = torch.zeros(4, B, num_scales, dtype=torch.float64)
-        if self.counting == "stream":
+        if self.null == "model":
+            scored = [s for s in range(num_scales) if self._scored(s)]
+            per_scale[:, :, scored] = self.model_stats(pyramid, scored)
+        elif self.counting == "stream":
             from bitmark.detectors.stream import stream_counts
 
             scored, green = stream_counts(pyramid, [s for s in range(num_scales) if self._scored(s)])
@@ -232,6 +276,13 @@ class BitDetector:
                 s0, s1 = scored_scales[0], scored_scales[-1] + 1
                 where = slice(s0, s1) if s1 - s0 == len(scored_scales) else scored_scales  # a slice when contiguous
                 per_scale[:, :, where] = self.scale_stats(counts, scored_scales)
+        return per_scale
+
+    def detect(self, pyramid: Sequence) -> Detection:
+        """Score a pyramid: a list, per scale, of (B, h, w, d) bits (bool/0-1, torch or numpy)."""
+        pyramid = check_pyramid(pyramid, self.key.config, self.rule.n, self.scales, self.weights)
+        num_scales = len(pyramid)
+        per_scale = self._scale_terms(pyramid)
         scored, green, expected, _ = per_scale.sum(-1).numpy()
         if self.null == "binomial" and self.weights is None:
             z = stats.binomial_z(green, scored)
@@ -240,11 +291,7 @@ class BitDetector:
             w = torch.ones(num_scales, dtype=torch.float64) if self.weights is None else self.weights[:num_scales]
             if len(w) < num_scales:
                 raise ValueError(f"{len(w)} scale weights for a pyramid of {num_scales} scales")
-            excess = ((per_scale[1] - per_scale[2]) * w).sum(-1).numpy()
-            spread = (per_scale[3] * w**2).sum(-1).numpy()
-            with np.errstate(divide="ignore", invalid="ignore"):
-                z = np.where(spread > 0, excess / np.sqrt(spread), 0.0)
-            log_p = np.where(spread > 0, stats.normal_log_sf(z), 0.0)
+            z, log_p = stats.weighted_z((per_scale[1] - per_scale[2]).numpy(), per_scale[3].numpy(), w.numpy())
         with np.errstate(invalid="ignore", divide="ignore"):
             fraction = np.where(scored > 0, green / np.maximum(scored, 1), 0.0)
         return Detection(

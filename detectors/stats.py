@@ -65,6 +65,37 @@ def normal_log_sf(z) -> np.ndarray:
     return special.log_ndtr(-np.asarray(z, dtype=float))
 
 
+def weighted_z(excess, variance, weights) -> tuple[np.ndarray, np.ndarray]:
+    """z = sum_s w_s X_s / sqrt(sum_s w_s^2 V_s) and its log normal tail, per row; (0, log 1) where the spread is 0.
+
+    excess X (B, S): green minus expected green per scale; variance V (B, S): its variance under the null;
+    weights (S,). With key-independent weights, X_s = sum over the scale's positions of a random sign times
+    (b - q), so for a random key the numerator has mean 0 and variance exactly the denominator squared.
+    """
+    X, V, w = np.asarray(excess, dtype=float), np.asarray(variance, dtype=float), np.asarray(weights, dtype=float)
+    excess_w, spread = (X * w).sum(-1), (V * w**2).sum(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(spread > 0, excess_w / np.sqrt(spread), 0.0)
+    return z, np.where(spread > 0, normal_log_sf(z), 0.0)
+
+
+def scale_weights(excess, variance) -> np.ndarray:
+    """Per-scale weights that maximise the mean weighted z on calibration images: w_s ∝ mean X_s / mean V_s.
+
+    For independent scales with mean excess m_s and null variance V_s, the mean of sum w X / sqrt(sum w^2 V)
+    is largest at w_s ∝ m_s / V_s (Cauchy-Schwarz). Learn them on watermarked calibration images whose
+    keys and seeds are not the test ones; a scale with no mean excess gets 0. Normalised to max 1.
+    """
+    X, V = np.asarray(excess, dtype=float), np.asarray(variance, dtype=float)
+    if X.ndim != 2 or X.shape != V.shape or len(X) == 0:
+        raise ValueError(f"excess and variance are (images, scales) arrays of one shape, got {X.shape} and {V.shape}")
+    mean_v = V.mean(0)
+    w = np.where(mean_v > 0, np.maximum(X.mean(0), 0.0) / np.where(mean_v > 0, mean_v, 1.0), 0.0)
+    if not w.max() > 0:
+        raise ValueError("no scale shows a mean excess of green bits: these calibration images carry no mark")
+    return w / w.max()
+
+
 def neg_log10(log_p) -> np.ndarray:
     """-log10 p from ln p: higher means more watermarked."""
     return -np.asarray(log_p, dtype=float) / LN10

@@ -148,6 +148,23 @@ def test_watermarked_logits_describe_the_draw(fake):
     assert not torch.equal(chosen, logits.argmax(-1))  # the bias changed some greedy choices
 
 
+def test_entropy_gated_logits_describe_the_draw(fake):
+    """With min_entropy the rewritten logits carry the bias only where the gate opened."""
+    logits = torch.randn(2, 64 * 16, 2, generator=torch.Generator().manual_seed(1)) * 2
+    free = logits.clone()
+    sampler = WatermarkSampler(KEY, min_entropy=0.3)
+    with watermarked(sampler, [(1, 8, 8)], seed=0):
+        bits = sampling(fake)(free, top_k=0, top_p=0.0, rng=None, num_samples=1)[..., 0].view(2, 64, 16).bool()
+    rule = GreenRule(KEY)
+    green = rule.green_values(rule.table(0, 8, 8, 16), contexts(bits, 2))
+    lo = (logits[..., 1] - logits[..., 0]).view(2, 64, 16)
+    gate = (torch.nn.functional.softplus(lo) - lo * torch.sigmoid(lo) > 0.3).float()
+    moved = (free[..., 1] - free[..., 0]).view(2, 64, 16) - lo
+    assert 0 < sampler.gate_counts[0] < sampler.gate_counts[1]  # some bits gated, some not
+    assert torch.allclose(moved[..., 0], torch.zeros(()))
+    assert torch.allclose(moved[..., 1:], 2.0 * (2.0 * green - 1) * gate[..., 1:], atol=1e-5)
+
+
 def test_sampler_truncation_must_agree_with_infinitys(fake):
     with pytest.raises(ValueError, match="top_p=0.5"):
         with watermarked(WatermarkSampler(KEY, top_p=0.5), SCHEDULE, seed=0):

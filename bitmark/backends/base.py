@@ -50,11 +50,12 @@ class GeneratorBackend(Protocol):
     def real_images(self, n: int, seed: int = 0) -> np.ndarray | None: ...
 
 
-def make_sampler(key: WatermarkKey | None, top_k: int = 0, top_p: float = 1.0, bias_from: int | None = None) -> PlainSampler:
+def make_sampler(key: WatermarkKey | None, top_k: int = 0, top_p: float = 1.0, bias_from: int | None = None,
+                 min_entropy: float = 0.0) -> PlainSampler:
     """The watermark sampler of `key`, or a plain one for key=None (same uniforms, so the same image at δ = 0)."""
     if key is None:
         return PlainSampler(top_k=top_k, top_p=top_p)
-    return WatermarkSampler(key, top_k=top_k, top_p=top_p, bias_from=bias_from)
+    return WatermarkSampler(key, top_k=top_k, top_p=top_p, bias_from=bias_from, min_entropy=min_entropy)
 
 
 def require(backend: GeneratorBackend, what: str, *, retrainable: bool = False, kind: str | None = None) -> None:

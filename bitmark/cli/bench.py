@@ -13,7 +13,7 @@ from pathlib import Path
 from bitmark.cli.backend_options import add_backend_arguments, backend_from_args
 from bitmark.cli.common import EXIT_OK, UsageError, add_threads, positive_int
 
-BENCHES = ("speed", "null", "recoverability", "robustness", "radioactivity", "compat", "scan", "stealing", "detect-speed")
+BENCHES = ("speed", "null", "recoverability", "robustness", "radioactivity", "compat", "scan", "stealing", "detect-speed", "spending")
 
 
 def add_parser(sub) -> None:
@@ -64,6 +64,13 @@ def add_parser(sub) -> None:
     add_backend_arguments(ra)
     _common_options(ra)
     ra.set_defaults(func=run_radioactivity)
+
+    sp = names.add_parser("spending", help="per-scale weights, the model null and the entropy gate: TPR, FPR, FD")
+    sp.add_argument("--num", type=positive_int, default=400, help="watermarked test samples per arm")
+    sp.add_argument("--negatives", type=positive_int, default=1000, help="clean samples (plus up to 950 real crops)")
+    sp.add_argument("--calibration", type=positive_int, default=300, help="calibration samples (another key, other seeds)")
+    _common_options(sp)
+    sp.set_defaults(func=run_spending)
 
     c = names.add_parser("compat", help="z of the published BitMark stream count next to ours, on the same bits")
     c.add_argument("--num", type=positive_int, default=64, help="samples of each arm")
@@ -166,6 +173,13 @@ def run_radioactivity(args: argparse.Namespace) -> int:
         run(args.out, quick=args.quick, as_json=args.json, data=args.data, backend=backend_from_args(args))
     except MissingWeights as e:
         raise UsageError(str(e)) from e
+    return EXIT_OK
+
+
+def run_spending(args: argparse.Namespace) -> int:
+    from bitmark.benchmarks.bias_spending import Config, run
+
+    run(Config(num=args.num, negatives=args.negatives, calibration=args.calibration), as_json=args.json)
     return EXIT_OK
 
 

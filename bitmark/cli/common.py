@@ -23,6 +23,13 @@ def scales_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"scales are comma-separated integers, got {text!r}") from None
 
 
+def weights_list(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"weights are comma-separated numbers, got {text!r}") from None
+
+
 def add_threads(parser: argparse.ArgumentParser) -> None:
     """`--threads N` for a command that runs a model; `main` applies it (`apply_threads`) before the command runs."""
     parser.add_argument("--threads", type=positive_int, default=1,

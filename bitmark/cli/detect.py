@@ -18,6 +18,7 @@ from bitmark.cli.common import (
     image_encoder,
     load_key,
     scales_list,
+    weights_list,
 )
 from bitmark.core.keys import RULES, ConfigMismatch
 from bitmark.io.folders import IMAGE_SUFFIXES, PYRAMID_SUFFIXES, iter_entries, unreadable_reason
@@ -45,7 +46,11 @@ def add_parser(sub) -> None:
     d.add_argument("--key", required=True, help="the key file whose mark is tested")
     add_allow_shared_key(d)
     d.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate (default 0.01)")
-    d.add_argument("--null", choices=("self-normalised", "binomial"), default=None, help="default: by rule")
+    d.add_argument("--null", choices=("self-normalised", "binomial", "model"), default=None,
+                   help="default: by rule; model: each bit's q from the shipped generator of --data, teacher-forced "
+                        "(images read by the shipped tokenizer; more robust, benchmarks/RESULTS.md 'Spending the bias')")
+    d.add_argument("--scale-weights", type=weights_list, default=None, metavar="W0,W1,...",
+                   help="per-scale weights of the z, one per scale (e.g. learned by bitmark bench spending)")
     d.add_argument("--unique", action="store_true", help="binomial null: count unique occurrences only")
     d.add_argument("--scales", type=scales_list, default=None, help="score only these watermarked scales")
     d.add_argument("--rule", choices=RULES, default=None, help="refuse unless the key uses this rule")
@@ -71,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
     key = load_key(args.key, args.allow_shared_key)
     try:
+        predictor = _predictor(args) if args.null == "model" else None
         detector = BitDetector(
             key,
             fpr=args.fpr,
@@ -81,8 +87,10 @@ def run(args: argparse.Namespace) -> int:
             context=args.context,
             delta=args.delta,
             counting=args.counting,
+            weights=args.scale_weights,
+            predictor=predictor,
         )
-    except (ConfigMismatch, ValueError) as e:
+    except (ConfigMismatch, ValueError, OSError) as e:
         raise UsageError(str(e)) from e
     entries = list(iter_entries(args.inputs, IMAGE_SUFFIXES + PYRAMID_SUFFIXES))
     images = [e.path for e in entries if e.skip is None and not _is_pyramid(e.path)]
@@ -105,6 +113,16 @@ def run(args: argparse.Namespace) -> int:
         rows = [{k: v for k, v in r.items() if k not in ("scale_scored", "scale_green")} for r in rows]
     emit(rows, args.json, COLUMNS)
     return EXIT_UNREADABLE if unreadable else EXIT_OK
+
+
+def _predictor(args: argparse.Namespace):
+    """The model null's predictor: the generator that goes with the shipped tokenizer of --data."""
+    if args.encoder != "tokenizer" or getattr(args, "backend", "embedded") != "embedded":
+        raise ValueError("--null model needs the embedded generator: images read by the shipped tokenizer (--encoder tokenizer)")
+    from bitmark.detectors.predicted import GeneratorPredictor
+    from bitmark.models import load_generator
+
+    return GeneratorPredictor(load_generator(args.data)[0])
 
 
 def _is_pyramid(path: Path) -> bool:

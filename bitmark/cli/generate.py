@@ -26,6 +26,9 @@ def add_parser(sub) -> None:
     g.add_argument("--cfg", type=float, default=2.0, help="classifier-free guidance scale")
     g.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the bit logits")
     g.add_argument("--top-p", type=float, default=1.0, help="per-bit top-p, applied after the watermark's bias")
+    g.add_argument("--min-entropy", type=float, default=0.0, metavar="NATS",
+                   help="bias only bits whose entropy exceeds this (e.g. 0.2-0.4): less visible for the same evidence "
+                        "(benchmarks/RESULTS.md 'Spending the bias'); default 0, every bit")
     g.add_argument("--overwrite", action="store_true", help="replace the samples in a non-empty --out folder")
     g.add_argument("--json", action="store_true", help="print one JSON line per image")
     add_backend_arguments(g)
@@ -39,6 +42,9 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.no_watermark and not args.key:
         raise UsageError("give --key KEY.json (or --no-watermark for clean samples)")
+    if args.min_entropy and args.no_watermark:
+        raise UsageError("--min-entropy gates the watermark's bias; clean samples (--no-watermark) have none")
+    gate = {"min_entropy": args.min_entropy} if args.min_entropy else {}  # recorded in the sidecar when used
     try:
         check_sampling(args.num, cfg_scale=args.cfg, temperature=args.temperature, top_p=args.top_p)
         check_out(Path(args.out), args.overwrite)
@@ -48,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         rows = generate_files(
             Path(args.out), args.num, key=key, data=args.data, class_name=args.class_name, seed=args.seed,
-            overwrite=args.overwrite, cfg_scale=args.cfg, temperature=args.temperature, top_p=args.top_p,
+            overwrite=args.overwrite, cfg_scale=args.cfg, temperature=args.temperature, top_p=args.top_p, **gate,
             backend=None if args.backend == "embedded" else backend_from_args(args),
         )
     except (MissingWeights, ValueError) as e:
@@ -98,7 +104,7 @@ def generate_files(
     out = Path(out)
     check_out(out, overwrite)
     if backend is not None:
-        drawn = backend_samples(backend, num, key, seed, options.get("top_p", 1.0))
+        drawn = backend_samples(backend, num, key, seed, options.get("top_p", 1.0), options.get("min_entropy", 0.0))
         return _write(out, drawn, key, seed, {"backend": backend.description}, field=backend.conditioning)
     gen, tok = load_generator(data)
     names = classes(data)
@@ -107,11 +113,11 @@ def generate_files(
     return _write(out, (images, [names[c] for c in idx.tolist()]), key, seed, options)
 
 
-def backend_samples(backend, num: int, key: WatermarkKey | None, seed: int, top_p: float):
+def backend_samples(backend, num: int, key: WatermarkKey | None, seed: int, top_p: float, min_entropy: float = 0.0):
     """(images, conditioning) of `num` samples drawn from a backend."""
     from bitmark.backends import make_sampler
 
-    samples = backend.sample(make_sampler(key, top_p=top_p), num, seed=seed)
+    samples = backend.sample(make_sampler(key, top_p=top_p, min_entropy=min_entropy), num, seed=seed)
     return samples.images, samples.conditioning
 
 

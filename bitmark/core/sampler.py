@@ -18,6 +18,8 @@ token instead of per bit.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -58,7 +60,8 @@ def chain_loop(lo, u, table, n, delta, top_k=0, top_p=1.0, start=None):
     """Reference watermarked chain: for j = 0..d-1, bias bit j toward its green value, then sample it.
 
     lo, u: (B, L, d); table: bool (L or 1, d, 2^(n-1)); start: the first biased bit index (default n-1,
-    the first with a full context). Returns bool bits (B, L, d).
+    the first with a full context); delta: a number, or a (B, L, d) tensor of per-bit biases (the
+    entropy gate of `WatermarkSampler(min_entropy=...)`). Returns bool bits (B, L, d).
     """
     B, L, d = lo.shape
     start = n - 1 if start is None else start
@@ -70,7 +73,8 @@ def chain_loop(lo, u, table, n, delta, top_k=0, top_p=1.0, start=None):
             for k in range(1, n):
                 ctx |= bits[..., j - k].long() << (k - 1)
             green = _green_at(table.to(lo.device), j, ctx)  # (B, L)
-            logit = logit + delta * (2.0 * green.to(lo.dtype) - 1.0)
+            step = delta[..., j] if isinstance(delta, torch.Tensor) else delta
+            logit = logit + step * (2.0 * green.to(lo.dtype) - 1.0)
         bits[..., j] = u[..., j] < bit_probability(logit, top_k, top_p)
     return bits
 
@@ -101,6 +105,8 @@ def _draw_words(lo, u, bias, top_k: int, top_p: float) -> tuple[np.ndarray, np.n
     give the same values), which measured about 1.5x faster at batch 8 than whole tensors.
     """
     B, L, d = lo.shape
+    if bias.dim() == 3:  # per-bit biases (the entropy gate): slice them with the tokens
+        bias = bias.expand(B, L, d)
     if top_k == 1 or top_p < 1.0:
         words = pack_bits(torch.stack([_draw(lo + bias, u, top_k, top_p), _draw(lo - bias, u, top_k, top_p)]))
         return words[0], words[1]
@@ -115,8 +121,9 @@ def _draw_words(lo, u, bias, top_k: int, top_p: float) -> tuple[np.ndarray, np.n
     buf = torch.empty(2, min(B * L, CHUNK_TOKENS), d, dtype=lo.dtype)
     for i in range(0, B * L, CHUNK_TOKENS):
         x, c = lo_t[i : i + CHUNK_TOKENS], min(CHUNK_TOKENS, B * L - i)
-        torch.add(x, bias, out=buf[0, :c]).sigmoid_()
-        torch.sub(x, bias, out=buf[1, :c]).sigmoid_()
+        b = bias if bias.dim() == 1 else bias.reshape(B * L, d)[i : i + CHUNK_TOKENS]
+        torch.add(x, b, out=buf[0, :c]).sigmoid_()
+        torch.sub(x, b, out=buf[1, :c]).sigmoid_()
         words[:, i : i + c] = pack_bits(np.less(u_t[i : i + c].numpy()[None], buf[:, :c].numpy()))
     return words[0].reshape(B, L), words[1].reshape(B, L)
 
@@ -146,7 +153,7 @@ def chain_fast(lo, u, table, n, delta, top_k=0, top_p=1.0, start=None, packed=No
     prefix scan solved in log2(d) doubling steps. For n >= 3 the choice is an arbitrary function of n-1
     bits; composing such maps costs 2^(n-1) per step, which measured slower than a lean loop, so the
     choice is made in a loop over j that only gathers and selects. `packed` (`packed_table(table)`) and
-    `bias` (`_bias`) may be given from a cache.
+    `bias` (`_bias`: (d,), or (B, L, d) per bit) may be given from a cache.
     """
     B, L, d = lo.shape
     bias = _bias(d, n, delta, lo.device, start) if bias is None else bias
@@ -177,6 +184,16 @@ def chain_fast(lo, u, table, n, delta, top_k=0, top_p=1.0, start=None, packed=No
             bits[..., j] = torch.where(green, up[..., j], down[..., j])
         ctx = ((ctx << 1) | bits[..., j].long()) & mask
     return bits
+
+
+def binary_entropy(lo: torch.Tensor) -> torch.Tensor:
+    """Entropy in nats of a bit with log-odds lo: H = softplus(lo) - lo * sigmoid(lo), stable for large |lo|."""
+    return torch.nn.functional.softplus(lo) - lo * torch.sigmoid(lo)
+
+
+def entropy_gate(lo: torch.Tensor, min_entropy: float) -> torch.Tensor:
+    """Float (B, L, d): 1 where the unbiased bit's entropy exceeds min_entropy (nats), else 0."""
+    return (binary_entropy(lo) > min_entropy).to(lo.dtype)
 
 
 def _bias(d: int, n: int, delta: float, device, start: int | None = None) -> torch.Tensor:
@@ -249,6 +266,11 @@ class WatermarkSampler(PlainSampler):
     impl: "fast" (default) or "loop" (readable reference); both give identical bits.
     bias_from: the first bit index of a token that is biased (default n-1, every bit with a full context).
              The published BitMark code biases bits 2..d-1 only: `bias_from=PUBLISHED_BIAS_FROM`.
+    min_entropy: bias only bits whose binary entropy (nats, of the model's own distribution for that bit,
+             before the bias) exceeds this; 0 (default) biases every bit. A bit the model is sure of buys
+             almost no evidence (its green probability barely moves) but flipping it is what the eye and
+             FD see, so the gate spends delta where it is cheap. A sampling choice only: the detector needs
+             no change (ungated bits are scored and only dilute), so it is not part of the key.
     """
 
     def __init__(
@@ -259,8 +281,11 @@ class WatermarkSampler(PlainSampler):
         record: bool = False,
         impl: str = "fast",
         bias_from: int | None = None,
+        min_entropy: float = 0.0,
     ):
         super().__init__(top_k, top_p, record)
+        if not (isinstance(min_entropy, (int, float)) and not isinstance(min_entropy, bool) and 0.0 <= min_entropy < math.log(2)):
+            raise ValueError(f"min_entropy is a binary entropy in nats, in [0, ln 2) (ln 2 would bias nothing), got {min_entropy!r}")
         if impl not in ("fast", "loop"):
             raise ValueError(f"impl must be 'fast' or 'loop', got {impl!r}")
         n = key.config.context
@@ -268,6 +293,9 @@ class WatermarkSampler(PlainSampler):
             raise ValueError(f"bias_from must be an integer >= n-1 = {n - 1} (a biased bit needs a full context), got {bias_from!r}")
         self.key, self.rule, self.impl = key, GreenRule(key), impl
         self.bias_from = n - 1 if bias_from is None else bias_from
+        self.min_entropy = float(min_entropy)
+        self.last_gate: torch.Tensor | None = None  # min_entropy > 0: float (B, L, d), 1 where the last scale was biased
+        self.gate_counts = [0, 0]  # min_entropy > 0: bits the gate biased, and bits it could have, over every call
         self.coarser: list[torch.Tensor] = []  # keyed-content: this batch's bits of the scales sampled so far
         self.last_table: torch.Tensor | None = None  # the green tables of the last watermarked scale
         self._tables: dict[tuple, tuple] = {}  # (scale, h, w, d, device) -> table on the device, packed table, bias
@@ -281,10 +309,21 @@ class WatermarkSampler(PlainSampler):
                 raise RuntimeError(f"keyed-content samples scales in order: expected scale {len(self.coarser)}, got {scale}")
         if not cfg.watermarks(scale):
             bits = super()._sample(lo, u, scale, h, w)
-        elif self.rule.seeded or self.impl == "loop":
+        elif self.rule.seeded or self.impl == "loop" or self.min_entropy > 0:
             self.last_table = self.rule.token_tables(scale, h, w, lo.shape[-1], self.coarser)
-            chain = chain_fast if self.impl == "fast" else chain_loop
-            bits = chain(lo, u, self.last_table, cfg.context, cfg.delta, self.top_k, self.top_p, start=self.bias_from)
+            delta = cfg.delta
+            if self.min_entropy > 0:  # per-bit biases: delta where the bit is uncertain enough, 0 elsewhere
+                self.last_gate = entropy_gate(lo, self.min_entropy)
+                biasable = self.last_gate[..., self.bias_from :]
+                self.gate_counts[0] += int(biasable.sum())
+                self.gate_counts[1] += biasable.numel()
+                delta = _bias(lo.shape[-1], cfg.context, cfg.delta, lo.device, self.bias_from) * self.last_gate
+            if self.impl == "loop":
+                bits = chain_loop(lo, u, self.last_table, cfg.context, delta, self.top_k, self.top_p, start=self.bias_from)
+            elif isinstance(delta, torch.Tensor):
+                bits = chain_fast(lo, u, self.last_table, cfg.context, cfg.delta, self.top_k, self.top_p, bias=delta)
+            else:
+                bits = chain_fast(lo, u, self.last_table, cfg.context, delta, self.top_k, self.top_p, start=self.bias_from)
         else:
             bits = self._fixed_table_chain(lo, u, scale, h, w)
         if self.rule.seeded:
@@ -304,4 +343,4 @@ class WatermarkSampler(PlainSampler):
         return chain_fast(lo, u, self.last_table, cfg.context, cfg.delta, self.top_k, self.top_p, packed=packed, bias=bias)
 
 
-__all__ = ["PUBLISHED_BIAS_FROM", "PlainSampler", "WatermarkSampler", "chain_loop", "chain_fast", "log_odds"]
+__all__ = ["PUBLISHED_BIAS_FROM", "PlainSampler", "WatermarkSampler", "binary_entropy", "chain_loop", "chain_fast", "entropy_gate", "log_odds"]

@@ -49,16 +49,18 @@ def class_indices(num: int, classes: list[str], class_name: str | int | None) ->
 def sample_images(
     gen, tok, classes: torch.Tensor, key: WatermarkKey | None = None, seed: int = 0, cfg_scale: float = 2.0,
     temperature: float = 1.0, top_p: float = 1.0, progress: bool = True, sampler: PlainSampler | None = None,
+    min_entropy: float = 0.0,
 ) -> tuple[np.ndarray, list[torch.Tensor]]:
     """uint8 images (N, H, W, 3) and their sampled bit pyramid, drawn in seeded batches.
 
-    sampler: use this sampler (watermarked or plain) instead of the one made from `key` and `top_p`.
+    sampler: use this sampler (watermarked or plain) instead of the one made from `key`, `top_p` and
+    `min_entropy` (the watermark's entropy gate, `WatermarkSampler`).
     """
     check_sampling(len(classes), cfg_scale=cfg_scale, temperature=temperature, top_p=top_p)
     if sampler is not None and key is not None:
         raise ValueError("pass key= or sampler=, not both")
     if sampler is None:
-        sampler = WatermarkSampler(key, top_p=top_p) if key is not None else PlainSampler(top_p=top_p)
+        sampler = WatermarkSampler(key, top_p=top_p, min_entropy=min_entropy) if key is not None else PlainSampler(top_p=top_p)
     images, pyramids = [], []
     for b in progress_bar(range(0, len(classes), BATCH), desc="sampling", leave=False, enabled=progress):
         rng = torch.Generator().manual_seed(seed * 1_000_003 + b // BATCH)

@@ -129,6 +129,8 @@ def _mask_like_sampled(pairs: torch.Tensor, bits: torch.Tensor, sampler: PlainSa
         start = sampler.bias_from
         bias = torch.zeros_like(lo)
         bias[..., start:] = sampler.key.config.delta * (2.0 * green[..., start - (n - 1) :].to(lo.dtype) - 1.0)
+        if sampler.min_entropy > 0:  # the entropy gate left the model's sure bits unbiased
+            bias = bias * sampler.last_gate.to(bias.device, bias.dtype)
         lo = lo + bias
         half = (bias / 2).to(pairs.dtype)
         pairs[..., 1] += half
