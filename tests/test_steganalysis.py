@@ -127,3 +127,12 @@ def test_bench_steganalysis_refuses_bad_settings_in_one_line(tmp_path, capsys, e
     err = capsys.readouterr().err
     assert message in err and err.startswith("bitmark bench steganalysis: ") and err.count("\n") == 1
     assert not out.exists()
+
+
+@pytest.mark.parametrize("low, high, word", [(0.62, 0.70, "misses"), (0.50, 0.58, "meets"), (0.40, 0.75, "too few images")])
+def test_the_target_verdict_reads_the_interval_not_the_point(low, high, word):
+    from bitmark.benchmarks.steganalysis_report import verdict
+
+    row = {"linear_acc": 0.45, "linear_ci_low": 0.40, "linear_ci_high": 0.50,  # weaker than the CNN in every case
+           "cnn_acc": (low + high) / 2, "cnn_ci_low": low, "cnn_ci_high": high}
+    assert word in verdict(row) and "(cnn)" in verdict(row)

@@ -94,7 +94,7 @@ def add_parser(sub) -> None:
 
     sg = names.add_parser("steganalysis", help="can keyless classifiers tell watermarked from clean? per δ, with FD and TPR after JPEG 75")
     sg.add_argument("--out", required=True, help="output folder")
-    sg.add_argument("--quick", action="store_true", help="a smoke run: 24 + 24 images, δ = 2, 2 folds, 2 CNN epochs (seconds)")
+    sg.add_argument("--quick", action="store_true", help="a smoke run: 24 + 24 images, δ = 2, 2 folds, 2 CNN epochs, one L2 strength (seconds)")
     sg.add_argument("--num", type=positive_int, default=None, help="watermarked and clean samples each, per δ (default 400)")
     sg.add_argument("--deltas", default=None, help="comma-separated δ values (default 0.5,1,2,4; --quick 2)")
     sg.add_argument("--data", default="photos", help="which shipped generator, or a weights path such as runs/X/X")

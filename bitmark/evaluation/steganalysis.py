@@ -116,7 +116,7 @@ class Standardiser:
     scale: np.ndarray
 
     @classmethod
-    def fit(cls, x: np.ndarray) -> "Standardiser":
+    def fit(cls, x: np.ndarray) -> Standardiser:
         std = x.std(0)
         return cls(x.mean(0), np.where(std > 1e-12, std, 1.0))
 
