@@ -96,8 +96,9 @@ def _classifier(data: str):
         return None
 
 
-def _detectors(marked: np.ndarray, clean: np.ndarray, cfg: Config, bar) -> dict[str, Any]:
-    """Both keyless detectors' k-fold scores on one marked-vs-clean set (label 1 = marked)."""
+def _detectors(marked: np.ndarray, clean: np.ndarray, cfg: Config, period: int, bar) -> dict[str, Any]:
+    """Both keyless detectors' k-fold scores on one marked-vs-clean set (label 1 = marked); period: the
+    tokenizer's latent cell in pixels, the phase both detectors read."""
     from bitmark.evaluation.steganalysis import cross_validate, logistic_trainer, residual_features
     from bitmark.evaluation.steganalysis_cnn import cnn_trainer, residual_planes
 
@@ -107,7 +108,7 @@ def _detectors(marked: np.ndarray, clean: np.ndarray, cfg: Config, bar) -> dict[
     for name, features, trainer in (("linear", residual_features, logistic_trainer(cfg.l2_grid)),
                                     ("cnn", residual_planes, cnn_trainer(epochs=cfg.cnn_epochs))):
         start = time.time()
-        score = cross_validate(features(images), y, trainer, k=cfg.folds, seed=cfg.seed, on_fold=lambda: bar.update())
+        score = cross_validate(features(images, period), y, trainer, k=cfg.folds, seed=cfg.seed, on_fold=lambda: bar.update())
         out.update({f"{name}_acc": score.accuracy, f"{name}_ci_low": score.low, f"{name}_ci_high": score.high,
                     f"{name}_s": round(time.time() - start, 1)})
     return out
@@ -130,6 +131,7 @@ def run(out: Path, cfg: Config, progress: bool = True) -> dict[str, Any]:
     backend = EmbeddedBackend(cfg.data)
     labels = np.asarray(backend.default_conditioning(cfg.num))  # loads the generator: missing weights fail here
     clf = _classifier(cfg.data)
+    period = backend.tok.cfg.image_size // backend.tok.cfg.schedule[-1]
 
     def sample(key, seed: int, n: int) -> np.ndarray:
         return backend.sample(make_sampler(key, top_p=cfg.top_p), n, seed=seed, progress=False).images
@@ -147,7 +149,7 @@ def run(out: Path, cfg: Config, progress: bool = True) -> dict[str, Any]:
         marked = floor if key is None else sample(key, cfg.seed, cfg.num)
         row: dict[str, Any] = {"set": FLOOR if key is None else f"watermarked δ={delta:g}",
                                "delta": "" if key is None else delta, "n_per_class": cfg.num,
-                               **_detectors(marked, clean, cfg, bar)}
+                               **_detectors(marked, clean, cfg, period, bar)}
         if clf is not None:
             feats, pred = clf.embed(marked)
             row.update(fd_to_clean=frechet_distance(feats, clean_f), fd_floor=fd_floor,

@@ -36,7 +36,7 @@ KERNELS: dict[str, np.ndarray] = {
     "kb": np.array([[-1.0, 2.0, -1.0], [2.0, -4.0, 2.0], [-1.0, 2.0, -1.0]]) / 4,
     "lap": np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]),
 }
-PERIOD = 4  # pixels per latent cell of the embedded tokenizer: the period of its patch texture
+PERIOD = 4  # pixels per latent cell of the shipped tokenizer (32 px / 8 cells): the period of its patch texture
 STEP = 2.0  # quantisation step of residuals (grey levels) for histograms and co-occurrences
 CLIP = 2  # quantised residuals are clipped to [-CLIP, CLIP]: 5 bins, 25 co-occurrence pairs
 
@@ -66,24 +66,25 @@ def high_pass(images: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return out
 
 
-def _phase_index(kernel: np.ndarray, h: int, w: int) -> np.ndarray:
-    """(h, w) index 0..15 of each residual's position in the 4x4 patch (taken at the kernel's centre)."""
-    ys = (np.arange(h) + kernel.shape[0] // 2) % PERIOD
-    xs = (np.arange(w) + kernel.shape[1] // 2) % PERIOD
-    return ys[:, None] * PERIOD + xs[None, :]
+def _phase_index(kernel: np.ndarray, h: int, w: int, period: int) -> np.ndarray:
+    """(h, w) index 0..period²-1 of each residual's position in the patch (taken at the kernel's centre)."""
+    ys = (np.arange(h) + kernel.shape[0] // 2) % period
+    xs = (np.arange(w) + kernel.shape[1] // 2) % period
+    return ys[:, None] * period + xs[None, :]
 
 
-def _per_phase(values: np.ndarray, phase: np.ndarray) -> np.ndarray:
-    """Mean of (B, C, h, w) values at each of the 16 patch positions -> (B, C, 16)."""
+def _per_phase(values: np.ndarray, phase: np.ndarray, period: int) -> np.ndarray:
+    """Mean of (B, C, h, w) values at each of the period² patch positions -> (B, C, period²)."""
     flat, idx = values.reshape(*values.shape[:2], -1), phase.ravel()
-    counts = np.bincount(idx, minlength=PERIOD * PERIOD)
-    sums = np.stack([flat[..., idx == k].sum(-1) for k in range(PERIOD * PERIOD)], -1)
+    counts = np.bincount(idx, minlength=period * period)
+    sums = np.stack([flat[..., idx == k].sum(-1) for k in range(period * period)], -1)
     return sums / counts
 
 
-def residual_statistics(r: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+def residual_statistics(r: np.ndarray, kernel: np.ndarray, period: int = PERIOD) -> np.ndarray:
     """Features of one filter's residuals (B, C, h, w) -> (B, F): per channel, 3 moments, a 5-bin
-    histogram, 16 patch-position energies (relative, log) and 16 patch-position means; and the 25-bin
+    histogram, period² patch-position energies (relative, log) and as many patch-position means (16 each for
+    the shipped 4x4 cell); and the 25-bin
     co-occurrence of horizontally and vertically adjacent quantised residuals, pooled over channels."""
     b, c, h, w = r.shape
     eps = 1e-6
@@ -96,16 +97,18 @@ def residual_statistics(r: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     pairs = np.concatenate([(q[..., :, :-1] * bins + q[..., :, 1:]).reshape(b, -1),
                             (q[..., :-1, :] * bins + q[..., 1:, :]).reshape(b, -1)], 1)
     cooc = np.stack([np.bincount(p, minlength=bins * bins) for p in pairs]) / pairs.shape[1]  # (B, 25)
-    phase = _phase_index(kernel, h, w)
-    phase_energy = np.log(_per_phase(r**2, phase) + eps) - np.log(energy)[..., None]  # texture vs overall
-    phase_mean = _per_phase(r, phase) / np.sqrt(energy)[..., None]  # a fixed patch pattern, signed
-    per_channel = np.concatenate([np.stack(moments, -1), hist, phase_energy, phase_mean], -1)  # (B, C, 40)
+    phase = _phase_index(kernel, h, w, period)
+    phase_energy = np.log(_per_phase(r**2, phase, period) + eps) - np.log(energy)[..., None]  # texture vs overall
+    phase_mean = _per_phase(r, phase, period) / np.sqrt(energy)[..., None]  # a fixed patch pattern, signed
+    per_channel = np.concatenate([np.stack(moments, -1), hist, phase_energy, phase_mean], -1)  # (B, C, 8 + 2 period²)
     return np.concatenate([per_channel.reshape(b, -1), cooc], 1)
 
 
-def residual_features(images: np.ndarray) -> np.ndarray:
-    """(B, H, W, 3) uint8 images -> (B, F) float features: every kernel's `residual_statistics`."""
-    return np.concatenate([residual_statistics(high_pass(images, k), k) for k in KERNELS.values()], 1)
+def residual_features(images: np.ndarray, period: int = PERIOD) -> np.ndarray:
+    """(B, H, W, 3) uint8 images -> (B, F) float features: every kernel's `residual_statistics`.
+
+    period: the tokenizer's latent cell in pixels (image size / finest token grid)."""
+    return np.concatenate([residual_statistics(high_pass(images, k), k, period) for k in KERNELS.values()], 1)
 
 
 @dataclass(frozen=True)

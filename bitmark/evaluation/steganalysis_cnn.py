@@ -29,8 +29,9 @@ def _kernels3x3() -> torch.Tensor:
     return out
 
 
-def residual_planes(images: np.ndarray) -> torch.Tensor:
-    """(B, H, W, 3) uint8 -> (B, 3*4*16, H/4, W/4): fixed high-pass residuals (grey levels / 8), 4x4 folded.
+def residual_planes(images: np.ndarray, period: int = PERIOD) -> torch.Tensor:
+    """(B, H, W, 3) uint8 -> (B, 3*4*period², H/period, W/period): fixed high-pass residuals (grey levels / 8),
+    folded by the tokenizer's latent cell (`period` px).
 
     Computed once per image set, outside training: the layer is fixed, so it needs no gradient."""
     x = torch.as_tensor(np.asarray(images), dtype=torch.float32).permute(0, 3, 1, 2)
@@ -38,7 +39,7 @@ def residual_planes(images: np.ndarray) -> torch.Tensor:
     k = _kernels3x3()
     r = nn.functional.conv2d(x.reshape(b * c, 1, *x.shape[2:]), k, padding=1)  # (B*3, 4, H, W)
     r = r.reshape(b, c * len(FIRST), *x.shape[2:]) / 8.0
-    return nn.functional.pixel_unshuffle(r, PERIOD)
+    return nn.functional.pixel_unshuffle(r, period)
 
 
 class CellNet(nn.Module):
