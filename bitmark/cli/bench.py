@@ -13,7 +13,7 @@ from pathlib import Path
 from bitmark.cli.backend_options import add_backend_arguments, backend_from_args
 from bitmark.cli.common import EXIT_OK, UsageError, add_threads, positive_int
 
-BENCHES = ("speed", "null", "recoverability", "robustness", "radioactivity", "compat", "scan", "stealing", "detect-speed", "spending")
+BENCHES = ("speed", "null", "recoverability", "robustness", "radioactivity", "compat", "scan", "stealing", "detect-speed", "spending", "steganalysis")
 
 
 def add_parser(sub) -> None:
@@ -98,6 +98,15 @@ def add_parser(sub) -> None:
     ds.add_argument("--num", type=positive_int, default=128, help="watermarked samples written as PNG")
     _common_options(ds)
     ds.set_defaults(func=run_detect_speed)
+
+    sg = names.add_parser("steganalysis", help="can keyless classifiers tell watermarked from clean? per δ, with FD and TPR after JPEG 75")
+    sg.add_argument("--out", required=True, help="output folder")
+    sg.add_argument("--quick", action="store_true", help="a smoke run: 24 + 24 images, δ = 2, 2 folds, 2 CNN epochs, one L2 strength (seconds)")
+    sg.add_argument("--num", type=positive_int, default=None, help="watermarked and clean samples each, per δ (default 400)")
+    sg.add_argument("--deltas", default=None, help="comma-separated δ values (default 0.5,1,2,4; --quick 2)")
+    sg.add_argument("--data", default="photos", help="which shipped generator, or a weights path such as runs/X/X")
+    _common_options(sg)
+    sg.set_defaults(func=run_steganalysis)
 
 
 def _common_options(p: argparse.ArgumentParser) -> None:
@@ -223,3 +232,38 @@ def run_detect_speed(args: argparse.Namespace) -> int:
 
     run(num=args.num, as_json=args.json)
     return EXIT_OK
+
+
+def run_steganalysis(args: argparse.Namespace) -> int:
+    from bitmark.benchmarks import steganalysis
+    from bitmark.models import MissingWeights
+
+    cfg = steganalysis.quick_config() if args.quick else steganalysis.Config()
+    cfg.num, cfg.data = args.num or cfg.num, args.data
+    if args.deltas is not None:
+        try:
+            cfg.deltas = tuple(float(d) for d in _items(args.deltas) or ())
+        except ValueError:
+            raise UsageError(f"--deltas takes comma-separated numbers, got {args.deltas!r}") from None
+    try:
+        steganalysis.validate(cfg)
+        with _blas_threads(args.threads):
+            result = steganalysis.run(Path(args.out), cfg)
+    except (ValueError, MissingWeights) as e:
+        raise UsageError(str(e)) from e
+    print(json.dumps(result) if args.json else (Path(args.out) / "summary.md").read_text())
+    return EXIT_OK
+
+
+def _blas_threads(threads: int):
+    """Cap numpy's BLAS pool at --threads too: on a busy machine OpenBLAS's default pool spins, and the
+    logistic fits of the steganalysis bench ran ~50x slower with it (threadpoolctl, when installed)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        import contextlib
+
+        return contextlib.nullcontext()
+    import numpy  # noqa: F401  threadpoolctl caps only the pools already loaded: numpy's OpenBLAS and
+    import scipy.linalg  # noqa: F401  scipy's own copy (L-BFGS-B runs on it)
+    return threadpool_limits(limits=threads, user_api="blas")
