@@ -70,6 +70,8 @@ def test_training_at_64_and_loading_a_set_from_one_folder(tiny64, tmp_path, monk
     assert main(["train", "generator", "--data", str(tiny64), "--image-size", "32", "--steps", "1",
                  "--tokenizer", str(folder / "tiny64-tokenizer")]) == 2
     assert "64x64" in capsys.readouterr().err
+    assert main(["train", "tokenizer", "--data", str(tiny64), "--image-size", "48", "--steps", "1"]) == 2
+    assert "power of two" in capsys.readouterr().err
 
     tok = load_tokenizer(folder)
     train = real_data(folder, "train", kind="tokenizer")

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     import bitmark
     from bitmark.models import WEIGHTS_DIR
     from bitmark.training.loop import TrainConfig
-    from bitmark.training.recipes import RECIPES
+    from bitmark.training.recipes import RECIPES, SizeMismatch
 
     data_name = Path(args.data).name if Path(args.data).is_dir() else args.data
     size = args.image_size
@@ -52,6 +52,13 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, budget_minutes=args.budget_minutes
     )
+    if size is not None and args.kind == "tokenizer":
+        from bitmark.models.tokenizer import schedule_for
+
+        try:
+            schedule_for(size)
+        except ValueError as e:
+            raise UsageError(f"--image-size: {e}") from e
     if args.kind == "generator":
         extra = {"tokenizer": args.tokenizer, "image_size": size}
         if size not in (None, 32) and args.tokenizer is None:
@@ -60,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         extra = {"image_size": size or 32, **({"cycle": args.cycle} if args.kind == "tokenizer" else {})}
     try:
         card = RECIPES[args.kind](args.data, out, cfg, run_dir, **extra)
-    except ValueError as e:
+    except SizeMismatch as e:
         raise UsageError(str(e)) from e
     if args.json:
         print(json.dumps(card))

@@ -33,6 +33,10 @@ from bitmark.training.loop import TrainConfig, train
 log = logging.getLogger(__name__)
 
 
+class SizeMismatch(ValueError):
+    """A model asked for at one image size on top of a model trained at another."""
+
+
 def train_classifier(data: str, out: Path, cfg: TrainConfig, run_dir: Path, image_size: int = 32) -> dict[str, Any]:
     """The frozen domain classifier: trained on held-out real images, evaluated on the training split."""
     held, train_split = load_dataset(data, "heldout", image_size), load_dataset(data, "train", image_size)
@@ -218,7 +222,7 @@ def train_generator(data: str, out: Path, cfg: TrainConfig, run_dir: Path, token
     tok = load_tokenizer(tok_path)
     size = tok.cfg.image_size
     if image_size is not None and image_size != size:
-        raise ValueError(f"the tokenizer {tok_path} is for {size}x{size} images, not {image_size}: "
+        raise SizeMismatch(f"the tokenizer {tok_path} is for {size}x{size} images, not {image_size}: "
                          "train a tokenizer at that size first and pass it with --tokenizer")
     heldout = load_dataset(data, "heldout", size).images
     train_split = load_dataset(data, "train", size)
