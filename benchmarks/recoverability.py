@@ -79,19 +79,18 @@ def backend_figures(backend, num: int = 200, seed: int = 0) -> dict:
 def run(data: str = "photos", num: int = 200, as_json: bool = False, backend=None) -> dict:
     """backend: None or embedded -- every figure; another backend -- the generator round trip only (the
     tokenizer figures and the classifier's quality figures exist for the embedded models only)."""
-    from bitmark.io.datasets import load_dataset
-    from bitmark.models import load_classifier, load_generator
+    from bitmark.models import load_classifier, load_generator, real_data
 
     if backend is not None and backend.kind != "embedded":
         r = {"generator": backend_figures(backend, num)}
         print(json.dumps(r) if as_json else json.dumps(r, indent=2))
         return r
     gen, tok = load_generator(data)
-    heldout = load_dataset(data, "heldout").images
+    heldout = real_data(data, "heldout").images  # the data set and image size the generator's card names
     r = {
         "tokenizer": tokenizer_figures(tok, heldout),
         "generator": generator_figures(gen, tok, num, heldout=heldout),
-        "quality": quality_figures(gen, tok, load_classifier(data), load_dataset(data, "train"), heldout, num),
+        "quality": quality_figures(gen, tok, load_classifier(data), real_data(data, "train"), heldout, num),
     }
     print(json.dumps(r) if as_json else json.dumps(r, indent=2))
     return r

@@ -66,8 +66,8 @@ class EmbeddedBackend:
         return self.tok.encode(images)
 
     def real_images(self, n: int, seed: int = 0) -> np.ndarray:
-        """n held-out real crops of the shipped data set, in a seeded order."""
-        from bitmark.io.datasets import load_dataset
+        """n held-out real crops of the generator's data set (at its image size), in a seeded order."""
+        from bitmark.models import real_data
 
-        heldout = load_dataset(self.data, "heldout").images
+        heldout = real_data(self.data, "heldout").images
         return heldout[np.random.default_rng(seed).permutation(len(heldout))[:n]]

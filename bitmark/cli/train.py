@@ -21,6 +21,9 @@ def add_parser(sub) -> None:
     t.add_argument("--batch-size", type=int, default=64, help="images per step")
     t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
     t.add_argument("--seed", type=int, default=0, help="seed of initialisation and batches")
+    t.add_argument("--image-size", type=int, default=None,
+                   help="image side in px (default 32; 64 gives the (1,2,4,8,16) schedule, 10,912 bits); "
+                        "names default to DATA64-KIND; a generator takes its tokenizer's size")
     t.add_argument("--budget-minutes", type=float, default=None, help="stop (and checkpoint) after this long")
     t.add_argument("--cycle", type=float, default=1.0, help="tokenizer: weight of the round-trip hinge")
     t.add_argument("--tokenizer", default=None, help="generator: the tokenizer weights (default: the shipped one)")
@@ -33,10 +36,11 @@ def run(args: argparse.Namespace) -> int:
     import bitmark
     from bitmark.models import WEIGHTS_DIR
     from bitmark.training.loop import TrainConfig
-    from bitmark.training.recipes import RECIPES
+    from bitmark.training.recipes import RECIPES, SizeMismatch
 
     data_name = Path(args.data).name if Path(args.data).is_dir() else args.data
-    name = f"{data_name}-{args.kind}"
+    size = args.image_size
+    name = f"{data_name}{size if size not in (None, 32) else ''}-{args.kind}"
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / name
     if args.install and args.out:
         raise UsageError("give --out PATH or --install (the shipped place, bitmark/models/weights), not both")
@@ -48,8 +52,23 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, budget_minutes=args.budget_minutes
     )
-    extra = {"tokenizer": {"cycle": args.cycle}, "generator": {"tokenizer": args.tokenizer}}.get(args.kind, {})
-    card = RECIPES[args.kind](args.data, out, cfg, run_dir, **extra)
+    if size is not None and args.kind == "tokenizer":
+        from bitmark.models.tokenizer import schedule_for
+
+        try:
+            schedule_for(size)
+        except ValueError as e:
+            raise UsageError(f"--image-size: {e}") from e
+    if args.kind == "generator":
+        extra = {"tokenizer": args.tokenizer, "image_size": size}
+        if size not in (None, 32) and args.tokenizer is None:
+            raise UsageError(f"--image-size {size}: pass the tokenizer trained at that size with --tokenizer")
+    else:
+        extra = {"image_size": size or 32, **({"cycle": args.cycle} if args.kind == "tokenizer" else {})}
+    try:
+        card = RECIPES[args.kind](args.data, out, cfg, run_dir, **extra)
+    except SizeMismatch as e:
+        raise UsageError(str(e)) from e
     if args.json:
         print(json.dumps(card))
     else:

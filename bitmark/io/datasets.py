@@ -3,6 +3,8 @@
 * ``photos`` -- 32x32 crops of scikit-image's bundled colour photographs, one class per photograph. Each
   photo is first downscaled (shorter side 128 px) so that a crop holds structure. The split is by region:
   the right-most 30% of every photo's columns is held out, so no held-out crop overlaps a training crop.
+  At another crop size S the photo side and the crop stride scale with S/32 (256 px and 8 px at 64), so a
+  crop holds the same part of the scene and the set has the same crops, only sharper.
 * ``digits`` -- scikit-learn's 8x8 handwritten digits, upscaled to 32x32 grey RGB; every fifth is held out.
 * a folder -- class = sub-folder (or one class when there are none); images fitted to 32x32 as in
   `bitmark.io.images`; a file is held out when a hash of its relative path says so (1 in 5), so the split
@@ -35,7 +37,8 @@ PHOTOS = (
     "immunohistochemistry",
     "stereo_motorcycle",
 )
-PHOTO_SIDE = 128  # shorter side after downscaling
+PHOTO_SIDE = 128  # shorter side after downscaling, for 32x32 crops (scaled with the crop size)
+PHOTO_STRIDE = 4  # pixels between 32x32 crops (scaled with the crop size)
 HELDOUT_SHARE = 0.3
 
 
@@ -63,12 +66,12 @@ def require_extras(name: str) -> None:
         _need("sklearn.datasets", name)
 
 
-def _photo(name: str) -> np.ndarray:
+def _photo(name: str, side: int = PHOTO_SIDE) -> np.ndarray:
     img = getattr(_need("skimage.data", "photos"), name)()
     if isinstance(img, tuple):  # stereo_motorcycle returns (left, right, disparity)
         img = img[0]
     h, w = img.shape[:2]
-    scale = PHOTO_SIDE / min(h, w)
+    scale = side / min(h, w)
     return np.asarray(Image.fromarray(img).resize((round(w * scale), round(h * scale)), Image.Resampling.LANCZOS))
 
 
@@ -79,12 +82,17 @@ def crop_boxes(h: int, w: int, size: int, stride: int, split: str) -> list[tuple
     return [(y, x) for y in range(0, h - size + 1, stride) for x in xs]
 
 
-def photos(split: str = "train", size: int = 32, stride: int = 4) -> ImageSet:
-    """Crops of the bundled photographs, `stride` pixels apart."""
+def photos(split: str = "train", size: int = 32, stride: int | None = None) -> ImageSet:
+    """`size`-px crops of the bundled photographs, `stride` pixels apart (default: 4 px scaled by size/32).
+
+    The photos are downscaled to a shorter side of 128 * size/32 px, so a crop shows the same share of a
+    photo at every size; the crop grid then scales too, and every size has the same number of crops."""
     _check_split(split)
+    stride = stride or max(1, round(PHOTO_STRIDE * size / 32))
+    side = round(PHOTO_SIDE * size / 32)
     images, labels = [], []
     for label, name in enumerate(PHOTOS):
-        photo = _photo(name)
+        photo = _photo(name, side)
         for y, x in crop_boxes(*photo.shape[:2], size, stride, split):
             images.append(photo[y : y + size, x : x + size])
             labels.append(label)

@@ -13,6 +13,7 @@ from bitmark.models.shipped import (
     load_classifier,
     load_generator,
     load_tokenizer,
+    real_data,
 )
 
-__all__ = ["WEIGHTS_DIR", "MissingWeights", "classes", "load_autoencoder", "load_classifier", "load_generator", "load_tokenizer"]
+__all__ = ["WEIGHTS_DIR", "MissingWeights", "classes", "load_autoencoder", "load_classifier", "load_generator", "load_tokenizer", "real_data"]

@@ -20,6 +20,7 @@ class ClassifierConfig:
     num_classes: int
     width: int = 32
     feature_dim: int = 128
+    image_size: int = 32  # the size it was trained at (the network pools globally; callers fit to this)
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:

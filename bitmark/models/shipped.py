@@ -1,5 +1,6 @@
 """The shipped models, loaded from the safetensors + JSON cards in `bitmark/models/weights` (no network, no
-training). A name ("photos") means the shipped file DATA-KIND; a path means that weights file."""
+training). A name ("photos") means the shipped file DATA-KIND; a path means that weights file; a folder means
+the one *-KIND file in it (so `--data runs/photos64` finds each kind of a set trained into one folder)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,15 @@ class MissingWeights(FileNotFoundError):
 
 def _path(data_or_path: str | Path, kind: str) -> Path:
     p = Path(data_or_path)
-    path = p if p.suffix == ".safetensors" or p.with_suffix(".json").exists() else WEIGHTS_DIR / f"{data_or_path}-{kind}"
+    if p.is_dir():
+        found = sorted(p.glob(f"*-{kind}.safetensors"))
+        if len(found) > 1:
+            raise MissingWeights(f"{p} holds {len(found)} {kind} weights files ({[f.name for f in found]}): name one")
+        path = found[0].with_suffix("") if found else p / f"{p.name}-{kind}"
+    elif p.suffix == ".safetensors" or p.with_suffix(".json").exists():
+        path = p
+    else:
+        path = WEIGHTS_DIR / f"{data_or_path}-{kind}"
     if not path.with_suffix(".safetensors").exists():
         shipped = sorted(f.stem for f in WEIGHTS_DIR.glob(f"*-{kind}.safetensors"))
         raise MissingWeights(
@@ -61,3 +70,17 @@ def load_autoencoder(data_or_path: str | Path = "photos"):
 
 def classes(data_or_path: str | Path = "photos", kind: str = "generator") -> list[str]:
     return load_card(_path(data_or_path, kind))["classes"]
+
+
+def image_size(card: dict) -> int:
+    """The image side a card's model works at (cards from before sizes were an option say nothing: 32)."""
+    return int(card.get("image_size") or card.get("config", {}).get("image_size") or 32)
+
+
+def real_data(data_or_path: str | Path = "photos", split: str = "heldout", kind: str = "generator"):
+    """The real images that model `kind` of `data_or_path` was made from, at its image size: the data set
+    its card names. Benchmarks compare samples with these, so a 64x64 set must get 64x64 crops."""
+    from bitmark.io.datasets import load_dataset
+
+    card = load_card(_path(data_or_path, kind))
+    return load_dataset(card["data"], split, image_size(card))

@@ -30,7 +30,7 @@ class TokenizerConfig:
     schedule: tuple[int, ...] = (1, 2, 4, 8)  # token-grid sides, coarse to fine; the last is the latent grid
     d: int = 32  # bits per token
     gain_ratio: float = 0.75  # gain of scale s is gain_ratio ** s (<= 0.5: re-quantisation is exact)
-    channels: tuple[int, ...] = (0, 48, 96)  # widths at 32, 16, 8 px; 0 skips the full-resolution stage
+    channels: tuple[int, ...] = (0, 48, 96)  # widths at full, half, quarter resolution; 0 skips the first
     image_size: int = 32
     skip: bool = True  # linear patch paths pixels <-> latent beside the conv nets (see Tokenizer)
 
@@ -47,6 +47,21 @@ class TokenizerConfig:
     @property
     def bits_per_image(self) -> int:
         return self.d * sum(s * s for s in self.schedule)
+
+
+def schedule_for(image_size: int) -> tuple[int, ...]:
+    """The default scale schedule of an image size: sides 1, 2, 4, ... up to a latent grid of a quarter of
+    the image (the encoder downsamples by 4): (1, 2, 4, 8) at 32 (2,720 bits at d = 32), (1, 2, 4, 8, 16)
+    at 64 (10,912 bits). Halving sides keep every scale a divisor of the next (exact re-quantisation)."""
+    grid = image_size // 4
+    if image_size % 4 or grid & (grid - 1):
+        raise ValueError(f"image size must be 4 times a power of two, got {image_size}")
+    return tuple(2**k for k in range(grid.bit_length()))
+
+
+def config_for_size(image_size: int = 32, **overrides) -> TokenizerConfig:
+    """The default tokenizer at `image_size` (the schedule from `schedule_for`; 32 gives TokenizerConfig())."""
+    return TokenizerConfig(**{"schedule": schedule_for(image_size), "image_size": image_size, **overrides})
 
 
 class ResBlock(nn.Module):

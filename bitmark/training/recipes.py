@@ -27,16 +27,20 @@ from bitmark.models.classifier import (
 )
 from bitmark.models.generator import Generator, GeneratorConfig
 from bitmark.models.store import save_weights
-from bitmark.models.tokenizer import Tokenizer, TokenizerConfig, to_unit
+from bitmark.models.tokenizer import Tokenizer, config_for_size, to_unit
 from bitmark.training.loop import TrainConfig, train
 
 log = logging.getLogger(__name__)
 
 
-def train_classifier(data: str, out: Path, cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
+class SizeMismatch(ValueError):
+    """A model asked for at one image size on top of a model trained at another."""
+
+
+def train_classifier(data: str, out: Path, cfg: TrainConfig, run_dir: Path, image_size: int = 32) -> dict[str, Any]:
     """The frozen domain classifier: trained on held-out real images, evaluated on the training split."""
-    held, train_split = load_dataset(data, "heldout"), load_dataset(data, "train")
-    model = Classifier(ClassifierConfig(num_classes=len(held.classes)))
+    held, train_split = load_dataset(data, "heldout", image_size), load_dataset(data, "train", image_size)
+    model = Classifier(ClassifierConfig(num_classes=len(held.classes), image_size=image_size))
     x, y = to_tensor(held.images), torch.from_numpy(held.labels)
     summary = train(model, classifier_loss(x, y, cfg.batch_size), cfg, run_dir, desc="classifier")
     _, pred = model.embed(train_split.images)
@@ -122,15 +126,16 @@ def _command_and_machine() -> dict[str, str]:
     return {"command": command(), "machine": machine()}
 
 
-def train_tokenizer(data: str, out: Path, cfg: TrainConfig, run_dir: Path, cycle: float = 1.0) -> dict[str, Any]:
+def train_tokenizer(data: str, out: Path, cfg: TrainConfig, run_dir: Path, cycle: float = 1.0,
+                    image_size: int = 32) -> dict[str, Any]:
     """Two phases, as measured when the recipe was chosen (issue 3's notes): the autoencoder with the
     round-trip hinge, skip paths held at zero; then, from it, the skip paths switched on, at half the
     learning rate, with flipped and unflipped bits balanced. cfg.steps is split 48/52 between them."""
     from bitmark.evaluation.roundtrip import tokenizer_figures
 
-    train_split = load_dataset(data, "train")
+    train_split = load_dataset(data, "train", image_size)
     images = to_unit(train_split.images)
-    tok = Tokenizer(TokenizerConfig())
+    tok = Tokenizer(config_for_size(image_size))
     cfg = dataclasses.replace(cfg, clip_grad=None)  # as in the recipe that was measured: no gradient clipping
     first = dataclasses.replace(cfg, steps=round(cfg.steps * 0.48),
                                 budget_minutes=cfg.budget_minutes and cfg.budget_minutes * 0.48)
@@ -148,7 +153,7 @@ def train_tokenizer(data: str, out: Path, cfg: TrainConfig, run_dir: Path, cycle
         **_command_and_machine(), "train_config": vars(cfg),
         "steps": summary1["steps"] + summary2["steps"], "wall_s": round(summary1["wall_s"] + summary2["wall_s"], 1),
         "phases": [summary1, summary2], "stopped_by": summary2["stopped_by"],
-        "metrics": tokenizer_figures(tok, load_dataset(data, "heldout").images),
+        "metrics": tokenizer_figures(tok, load_dataset(data, "heldout", image_size).images),
     }
     save_weights(out, tok, card)
     return card
@@ -207,17 +212,25 @@ def fit_generator(
     return gen, summary
 
 
-def train_generator(data: str, out: Path, cfg: TrainConfig, run_dir: Path, tokenizer: Path | None = None) -> dict[str, Any]:
+def train_generator(data: str, out: Path, cfg: TrainConfig, run_dir: Path, tokenizer: Path | None = None,
+                    image_size: int | None = None) -> dict[str, Any]:
+    """Teacher forcing on `tokenizer`'s codes, at the tokenizer's image size (`image_size`, when given, must
+    match it: the generator samples that tokenizer's schedule and nothing else)."""
     from bitmark.evaluation.roundtrip import generator_figures
 
     tok_path = tokenizer or WEIGHTS_DIR / f"{data}-tokenizer"
     tok = load_tokenizer(tok_path)
-    heldout = load_dataset(data, "heldout").images
-    train_split = load_dataset(data, "train")
+    size = tok.cfg.image_size
+    if image_size is not None and image_size != size:
+        raise SizeMismatch(f"the tokenizer {tok_path} is for {size}x{size} images, not {image_size}: "
+                         "train a tokenizer at that size first and pass it with --tokenizer")
+    heldout = load_dataset(data, "heldout", size).images
+    train_split = load_dataset(data, "train", size)
     gen, summary = fit_generator(tok, train_split.images, train_split.labels, len(train_split.classes), cfg, run_dir)
     card = {
         "kind": "generator", "data": data, "classes": list(train_split.classes), "tokenizer": str(Path(tok_path).name),
         "config": {"dim": gen.cfg.dim, "depth": gen.cfg.depth, "heads": gen.cfg.heads, "num_classes": gen.cfg.num_classes},
+        "image_size": size,
         "trained_on": f"{data} training split ({len(train_split)} images and their mirror images), teacher forcing",
         **_command_and_machine(), "train_config": vars(cfg), **summary,
         "metrics": generator_figures(gen, tok, heldout=heldout),
@@ -238,15 +251,15 @@ def _place_beside(tok_path: Path, out: Path) -> None:
         shutil.copyfile(f"{stem}{suffix}", f"{beside}{suffix}")
 
 
-def train_autoencoder(data: str, out: Path, cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
+def train_autoencoder(data: str, out: Path, cfg: TrainConfig, run_dir: Path, image_size: int = 32) -> dict[str, Any]:
     """The independent autoencoder of the regeneration attack: reconstruction only (MSE + L1/2, flips)."""
     from bitmark.evaluation.quality import psnr
     from bitmark.models.autoencoder import Autoencoder, AutoencoderConfig
 
-    train_split, heldout = load_dataset(data, "train"), load_dataset(data, "heldout").images
+    train_split, heldout = load_dataset(data, "train", image_size), load_dataset(data, "heldout", image_size).images
     images = to_unit(train_split.images)
     torch.manual_seed(cfg.seed)
-    model = Autoencoder(AutoencoderConfig())
+    model = Autoencoder(AutoencoderConfig(image_size=image_size))
 
     def loss_fn(model: Autoencoder, step: int, rng: torch.Generator):
         x = _flips(images[torch.randint(0, len(images), (cfg.batch_size,), generator=rng)], rng)
