@@ -80,18 +80,19 @@ def run(data: str = "photos", num: int = 200, as_json: bool = False, backend=Non
     """backend: None or embedded -- every figure; another backend -- the generator round trip only (the
     tokenizer figures and the classifier's quality figures exist for the embedded models only)."""
     from bitmark.io.datasets import load_dataset
-    from bitmark.models import load_classifier, load_generator
+    from bitmark.models import dataset_of, load_classifier, load_generator
 
     if backend is not None and backend.kind != "embedded":
         r = {"generator": backend_figures(backend, num)}
         print(json.dumps(r) if as_json else json.dumps(r, indent=2))
         return r
     gen, tok = load_generator(data)
-    heldout = load_dataset(data, "heldout").images
+    dataset = dataset_of(data)  # a generator weights path (runs/X/X) names its data set in its card
+    heldout = load_dataset(dataset, "heldout", tok.cfg.image_size).images
     r = {
         "tokenizer": tokenizer_figures(tok, heldout),
         "generator": generator_figures(gen, tok, num, heldout=heldout),
-        "quality": quality_figures(gen, tok, load_classifier(data), load_dataset(data, "train"), heldout, num),
+        "quality": quality_figures(gen, tok, load_classifier(dataset), load_dataset(dataset, "train", tok.cfg.image_size), heldout, num),
     }
     print(json.dumps(r) if as_json else json.dumps(r, indent=2))
     return r

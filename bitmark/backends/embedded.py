@@ -68,6 +68,7 @@ class EmbeddedBackend:
     def real_images(self, n: int, seed: int = 0) -> np.ndarray:
         """n held-out real crops of the shipped data set, in a seeded order."""
         from bitmark.io.datasets import load_dataset
+        from bitmark.models import dataset_of
 
-        heldout = load_dataset(self.data, "heldout").images
+        heldout = load_dataset(dataset_of(self.data), "heldout", self.tok.cfg.image_size).images
         return heldout[np.random.default_rng(seed).permutation(len(heldout))[:n]]

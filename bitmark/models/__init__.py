@@ -9,10 +9,11 @@ from bitmark.models.shipped import (
     WEIGHTS_DIR,
     MissingWeights,
     classes,
+    dataset_of,
     load_autoencoder,
     load_classifier,
     load_generator,
     load_tokenizer,
 )
 
-__all__ = ["WEIGHTS_DIR", "MissingWeights", "classes", "load_autoencoder", "load_classifier", "load_generator", "load_tokenizer"]
+__all__ = ["WEIGHTS_DIR", "MissingWeights", "classes", "dataset_of", "load_autoencoder", "load_classifier", "load_generator", "load_tokenizer"]
