@@ -5,7 +5,8 @@ classes round-robin), after each attack: per-scale agreement between the sampled
 from the attacked pixels, the mean z, and the TPR at a 1% FPR threshold taken empirically from the clean
 samples plus the held-out real crops under the same attack. Besides: held-out PSNR of real crops, the FPR of
 the analytic 1% threshold on clean samples and real crops (no attack: is the null still calibrated?), and
-FD(watermarked, clean) on the frozen classifier's features next to the clean-vs-clean floor (two seeds).
+FD(watermarked, clean) on the frozen classifier's features next to the clean-vs-clean floor (two seeds), and
+the 5-fold accuracy of a key-free linear steganalyst on residual statistics (0.5 = it sees nothing).
 
 Run: `OMP_NUM_THREADS=1 python -m bitmark.benchmarks.channel_robustness --data photos|runs/X/X [--num 200] [--json]`.
 """
@@ -27,6 +28,37 @@ ATTACKS = ("none:0", "jpeg:75", "jpeg:50", "blur:1", "resize:0.5", "noise:0.05")
 def _tpr_at(neg: np.ndarray, pos: np.ndarray, fpr: float = 0.01) -> float:
     """Share of positives above the negatives' (1 - fpr) quantile (the threshold a user would calibrate)."""
     return float(np.mean(pos > np.quantile(neg, 1 - fpr)))
+
+
+def residual_features(images: np.ndarray) -> np.ndarray:
+    """Key-free statistics of each image's high-pass residual (image minus its 3x3 mean), per colour channel:
+    its energy per phase of the 4x4 latent-cell grid (where the skip paths' texture lives), its mean, and its
+    lag-1 and lag-4 autocorrelations -- what a simple steganalyst would look at."""
+    x = images.astype(np.float64).transpose(0, 3, 1, 2) / 255.0  # (N, 3, H, W)
+    n, _, h, w = x.shape
+    pad = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="edge")
+    r = x - sum(pad[..., i : i + h, j : j + w] for i in range(3) for j in range(3)) / 9
+    energy = (r**2).mean((2, 3)).clip(1e-12)
+    feats = [(r.reshape(n, 3, h // 4, 4, w // 4, 4) ** 2).mean((2, 4)).reshape(n, 48), np.abs(r).mean((2, 3))]
+    for lag in (1, 4):
+        for a, b in ((r[..., lag:], r[..., :-lag]), (r[..., lag:, :], r[..., :-lag, :])):
+            feats.append((a * b).mean((2, 3)) / energy)
+    return np.concatenate(feats, 1)
+
+
+def steganalysis_accuracy(clean: np.ndarray, marked: np.ndarray, seed: int = 0) -> float:
+    """5-fold accuracy of a linear classifier telling watermarked from clean samples by `residual_features`
+    (no key; 0.5 = invisible to it)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x = np.concatenate([residual_features(clean), residual_features(marked)])
+    y = np.r_[np.zeros(len(clean)), np.ones(len(marked))]
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    folds = StratifiedKFold(5, shuffle=True, random_state=seed)
+    return float(cross_val_score(model, x, y, cv=folds).mean())
 
 
 def run(data: str = "photos", num: int = 200, attacks=ATTACKS, seed: int = 0) -> dict:
@@ -55,6 +87,7 @@ def run(data: str = "photos", num: int = 200, attacks=ATTACKS, seed: int = 0) ->
         "data": str(data), "n": num, "tokenizer": tokenizer_figures(tok, heldout)["heldout_psnr"],
         "fd": {"floor": round(frechet_distance(clf.embed(floor_images)[0], feats["clean"]), 2),
                **{name: round(frechet_distance(feats[name], feats["clean"]), 2) for name in ("wm2", "wm0.5")}},
+        "steganalysis": {name: round(steganalysis_accuracy(sets["clean"][0], sets[name][0]), 3) for name in ("wm2", "wm0.5")},
         "attacks": {},
     }
     detector = BitDetector(key, fpr=0.01)  # the score does not depend on delta: one detector for every set
@@ -90,7 +123,7 @@ def main() -> None:
         print(json.dumps(result))
         return
     print(f"{result['data']}: held-out PSNR {result['tokenizer']} dB; FD wm2 {result['fd']['wm2']}, "
-          f"wm0.5 {result['fd']['wm0.5']} vs floor {result['fd']['floor']}")
+          f"wm0.5 {result['fd']['wm0.5']} vs floor {result['fd']['floor']}; steganalysis {result['steganalysis']}")
     for spec, row in result["attacks"].items():
         print(f"{spec:11s} agreement clean {row['clean']['agreement']} wm2 {row['wm2']['agreement']} | z clean "
               f"{row['clean']['z_mean']} wm2 {row['wm2']['z_mean']} wm0.5 {row['wm0.5']['z_mean']} | flagged clean "

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from bitmark.io.datasets import load_dataset
-from bitmark.models import load_generator, load_tokenizer
+from bitmark.models import dataset_of, load_generator, load_tokenizer
 from bitmark.models.store import load_card, save_weights
 from bitmark.models.tokenizer import Tokenizer, TokenizerConfig, to_unit
 from bitmark.training import channel
@@ -79,8 +79,13 @@ def code_pool(gen, tok: Tokenizer, real: np.ndarray, n: int, seed: int) -> list[
 
 
 def robust_loss(tok: Tokenizer, frozen: Tokenizer, pool: list[torch.Tensor], images: torch.Tensor,
-                cfg: TrainConfig, rcfg: RobustConfig):
+                cfg: TrainConfig, rcfg: RobustConfig, texture: Tokenizer | None = None):
+    """cycle + quality + reconstruction. The quality term's low-pass part is measured against `frozen`'s
+    output; its high-pass part against `texture`'s (default `frozen`; without the skip paths: the frozen conv
+    decoder alone, so the fine-tuned decoder is not pulled back towards the skip paths' 4x4 texture)."""
     from bitmark.training.recipes import _flips, _uint8_ste, band_hinge
+
+    texture = texture or frozen
 
     q, n = tok.quantizer, len(pool[0])
 
@@ -94,11 +99,11 @@ def robust_loss(tok: Tokenizer, frozen: Tokenizer, pool: list[torch.Tensor], ima
         x = model.decode_latent(latent)
         with torch.no_grad():
             x0 = frozen.decode_latent(latent)
+            x0_high = x0 if texture is frozen else texture.decode_latent(latent)
         y = channel.apply(_uint8_ste(x), channel.ramp(step, cfg.steps, rcfg.ramp_share), rng, list(rcfg.ops) or None)
         cycle = band_hinge(q, model.encode_latent(y), bits)
-        diff = x - x0
-        low = _low_pass(diff)
-        quality = rcfg.low_weight * low.pow(2).mean() + rcfg.high_weight * (diff - low).pow(2).mean()
+        low = _low_pass(x - x0)
+        quality = rcfg.low_weight * low.pow(2).mean() + rcfg.high_weight * (x - x0_high - _low_pass(x - x0_high)).pow(2).mean()
         real = _flips(images[torch.randint(0, len(images), (cfg.batch_size,), generator=rng)], rng)
         z = model.encode_latent(real)
         zq, _ = q.quantize(z)
@@ -121,13 +126,15 @@ def train_robust(data: str, out: Path, cfg: TrainConfig, run_dir: Path, tokenize
     rcfg = rcfg or RobustConfig()
     gen_path = generator or data
     gen, tok = load_generator(gen_path, tok=load_tokenizer(tokenizer) if tokenizer else None)
-    dataset = _dataset_of(gen_path)
+    dataset = dataset_of(gen_path)
     train_split, heldout = load_dataset(dataset, "train", tok.cfg.image_size), load_dataset(dataset, "heldout", tok.cfg.image_size).images
     pool = code_pool(gen, tok, train_split.images, rcfg.pool, cfg.seed)
     log.info("code pool: %d pyramids", len(pool[0]))
     frozen = copy.deepcopy(tok).eval().requires_grad_(False)
     model = _without_skip(tok) if rcfg.drop_skip else tok
-    summary = train(model, robust_loss(model, frozen, pool, to_unit(train_split.images), cfg, rcfg), cfg, run_dir / "tokenizer", desc="robust tokenizer")
+    texture = _without_skip(frozen).requires_grad_(False) if rcfg.drop_skip else frozen
+    loss = robust_loss(model, frozen, pool, to_unit(train_split.images), cfg, rcfg, texture)
+    summary = train(model, loss, cfg, run_dir / "tokenizer", desc="robust tokenizer")
     out = Path(out).with_suffix("")
     tok_out = out.parent / f"{out.name}-tokenizer"
     tok_card = {
@@ -158,8 +165,3 @@ def _weights_path(data_or_path: str, kind: str) -> Path:
     from bitmark.models.shipped import _path
 
     return _path(data_or_path, kind)
-
-
-def _dataset_of(data_or_path: str) -> str:
-    """The data set a shipped name or a generator weights path was trained on (its card's `data`)."""
-    return load_card(_weights_path(data_or_path, "generator"))["data"]
