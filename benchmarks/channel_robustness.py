@@ -61,18 +61,20 @@ def steganalysis_accuracy(clean: np.ndarray, marked: np.ndarray, seed: int = 0) 
     return float(cross_val_score(model, x, y, cv=folds).mean())
 
 
-def run(data: str = "photos", num: int = 200, attacks=ATTACKS, seed: int = 0) -> dict:
+def run(data: str = "photos", num: int = 200, attacks=ATTACKS, seed: int = 0, tokenizer: str | None = None) -> dict:
+    """tokenizer: decode and re-encode with these weights instead of the generator's own (an old generator
+    with a fine-tuned tokenizer)."""
     import bitmark.attacks as attack_registry
     from bitmark.detectors import BitDetector
     from bitmark.evaluation.keys import fixed_key
     from bitmark.evaluation.quality import frechet_distance
     from bitmark.evaluation.roundtrip import tokenizer_figures
     from bitmark.io.datasets import load_dataset
-    from bitmark.models import load_classifier, load_generator
+    from bitmark.models import load_classifier, load_generator, load_tokenizer
     from bitmark.models.sampling import sample_images
     from bitmark.models.shipped import dataset_of
 
-    gen, tok = load_generator(data)
+    gen, tok = load_generator(data, tok=load_tokenizer(tokenizer) if tokenizer else None)
     dataset = dataset_of(data)
     heldout = load_dataset(dataset, "heldout", tok.cfg.image_size).images
     clf = load_classifier(dataset)
@@ -84,7 +86,7 @@ def run(data: str = "photos", num: int = 200, attacks=ATTACKS, seed: int = 0) ->
     floor_images, _ = sample_images(gen, tok, classes, seed=seed + 99, progress=False)
     feats = {name: clf.embed(images)[0] for name, (images, _) in sets.items()}
     result = {
-        "data": str(data), "n": num, "tokenizer": tokenizer_figures(tok, heldout)["heldout_psnr"],
+        "data": str(data), "tokenizer_weights": tokenizer, "n": num, "tokenizer": tokenizer_figures(tok, heldout)["heldout_psnr"],
         "fd": {"floor": round(frechet_distance(clf.embed(floor_images)[0], feats["clean"]), 2),
                **{name: round(frechet_distance(feats[name], feats["clean"]), 2) for name in ("wm2", "wm0.5")}},
         "steganalysis": {name: round(steganalysis_accuracy(sets["clean"][0], sets[name][0]), 3) for name in ("wm2", "wm0.5")},
@@ -114,11 +116,12 @@ def run(data: str = "photos", num: int = 200, attacks=ATTACKS, seed: int = 0) ->
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="photos", help="a shipped name or a generator weights path (runs/X/X)")
+    ap.add_argument("--tokenizer", default=None, help="tokenizer weights to use instead of the generator's own")
     ap.add_argument("--num", type=int, default=200, help="samples of each kind")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    result = run(a.data, a.num)
+    result = run(a.data, a.num, tokenizer=a.tokenizer)
     if a.json:
         print(json.dumps(result))
         return

@@ -29,6 +29,7 @@ def add_parser(sub) -> None:
     r.add_argument("--generator", default=None, help="the generator weights whose tokenizer is fine-tuned (default: --data's)")
     r.add_argument("--refit-steps", type=int, default=0, help="then fine-tune the generator on the new codes for this many steps")
     r.add_argument("--drop-skip", action="store_true", help="remove the tokenizer's linear patch paths")
+    r.add_argument("--channel", default=None, help="comma-separated channel ops (default: all of bitmark.training.channel)")
     r.add_argument("--quality", type=float, default=1.0, help="scale of the regulariser to the frozen decoder's output")
     t.add_argument("--json", action="store_true", help="print the weights card as JSON")
     add_threads(t)
@@ -56,9 +57,13 @@ def run(args: argparse.Namespace) -> int:
     )
     extra = {"tokenizer": {"cycle": args.cycle}, "generator": {"tokenizer": args.tokenizer}}.get(args.kind, {})
     if args.kind == "robust":
+        from bitmark.training import channel
         from bitmark.training.robust import RobustConfig
 
-        rcfg = RobustConfig(refit_steps=args.refit_steps, drop_skip=args.drop_skip)
+        ops = tuple(o.strip() for o in (args.channel or "").split(",") if o.strip())
+        if set(ops) - set(channel.names()):
+            raise UsageError(f"--channel {args.channel}: known ops are {', '.join(channel.names())}")
+        rcfg = RobustConfig(refit_steps=args.refit_steps, drop_skip=args.drop_skip, ops=ops)
         rcfg.low_weight, rcfg.high_weight = rcfg.low_weight * args.quality, rcfg.high_weight * args.quality
         extra = {"tokenizer": args.tokenizer, "generator": args.generator, "rcfg": rcfg}
     card = RECIPES[args.kind](args.data, out, cfg, run_dir, **extra)

@@ -124,6 +124,9 @@ def train_robust(data: str, out: Path, cfg: TrainConfig, run_dir: Path, tokenize
     from bitmark.training.recipes import _plain, fit_generator
 
     rcfg = rcfg or RobustConfig()
+    unknown = set(rcfg.ops) - set(channel.names())
+    if unknown:
+        raise ValueError(f"unknown channel ops {sorted(unknown)}; known: {', '.join(channel.names())}")
     gen_path = generator or data
     gen, tok = load_generator(gen_path, tok=load_tokenizer(tokenizer) if tokenizer else None)
     dataset = dataset_of(gen_path)
