@@ -79,7 +79,7 @@ def backend_figures(backend, num: int = 200, seed: int = 0) -> dict:
 def run(data: str = "photos", num: int = 200, as_json: bool = False, backend=None) -> dict:
     """backend: None or embedded -- every figure; another backend -- the generator round trip only (the
     tokenizer figures and the classifier's quality figures exist for the embedded models only)."""
-    from bitmark.models import load_classifier, load_generator, real_data
+    from bitmark.models import dataset_of, load_classifier, load_generator, real_data
 
     if backend is not None and backend.kind != "embedded":
         r = {"generator": backend_figures(backend, num)}
@@ -90,7 +90,7 @@ def run(data: str = "photos", num: int = 200, as_json: bool = False, backend=Non
     r = {
         "tokenizer": tokenizer_figures(tok, heldout),
         "generator": generator_figures(gen, tok, num, heldout=heldout),
-        "quality": quality_figures(gen, tok, load_classifier(data), real_data(data, "train"), heldout, num),
+        "quality": quality_figures(gen, tok, load_classifier(dataset_of(data)), real_data(data, "train"), heldout, num),
     }
     print(json.dumps(r) if as_json else json.dumps(r, indent=2))
     return r

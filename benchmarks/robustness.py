@@ -105,11 +105,11 @@ class Bench:
     def __init__(self, cfg: Config, backend=None):
         from bitmark.backends import EmbeddedBackend, make_sampler
         from bitmark.detectors import BitDetector
-        from bitmark.models import load_classifier
+        from bitmark.models import dataset_of, load_classifier
 
         self.cfg, self.backend = cfg, backend or EmbeddedBackend("photos")
         self.encode = self.backend.encode
-        self.clf = load_classifier(self.backend.data) if self.backend.kind == "embedded" else None
+        self.clf = load_classifier(dataset_of(self.backend.data)) if self.backend.kind == "embedded" else None
         self.sample = lambda key, seed, n=cfg.num: self.backend.sample(make_sampler(key), n, seed=seed, progress=False).images
         negatives = cfg.num_negatives or cfg.num
         self.real = self.backend.real_images(negatives, cfg.seed)

@@ -35,7 +35,7 @@ def add_parser(sub) -> None:
 
     r = names.add_parser("recoverability", help="does the mark survive PNG files? and sample quality")
     r.add_argument("--num", type=positive_int, default=200, help="samples of each kind")
-    r.add_argument("--data", default="photos", help="which shipped models and their data set")
+    r.add_argument("--data", default="photos", help="which shipped models and their data set, or a generator weights path (runs/X/X)")
     add_backend_arguments(r)
     _common_options(r)
     r.set_defaults(func=run_recoverability)
@@ -53,6 +53,7 @@ def add_parser(sub) -> None:
     rb.add_argument("--resync", action="store_true", help="add the default detector with the resynchronisation stage")
     rb.add_argument("--no-quality", action="store_true", help="skip the quality-per-delta table")
     rb.add_argument("--no-baselines", action="store_true", help="skip invisible-watermark even when installed")
+    rb.add_argument("--data", default="photos", help="embedded: a shipped name or a generator weights path (runs/X/X)")
     add_backend_arguments(rb)
     _common_options(rb)
     rb.set_defaults(func=run_robustness)

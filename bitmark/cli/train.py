@@ -11,7 +11,8 @@ from bitmark.cli.common import EXIT_OK, UsageError, add_threads
 
 def add_parser(sub) -> None:
     t = sub.add_parser("train", help="train a shipped model (seeded, resumable, with a wall-time budget)")
-    t.add_argument("kind", choices=("tokenizer", "generator", "classifier", "autoencoder"), help="which model to train")
+    t.add_argument("kind", choices=("tokenizer", "generator", "classifier", "autoencoder", "robust"),
+                   help="which model to train (robust: fine-tune a trained tokenizer through a random image channel)")
     t.add_argument("--data", required=True, help="photos, digits, or a folder of images (class = sub-folder)")
     t.add_argument("--out", default=None, help="weights path without suffix (default: RUN_DIR/DATA-KIND)")
     t.add_argument("--run-dir", default=None, help="checkpoint folder, default runs/DATA-KIND; an existing checkpoint is resumed")
@@ -26,7 +27,13 @@ def add_parser(sub) -> None:
                         "names default to DATA64-KIND; a generator takes its tokenizer's size")
     t.add_argument("--budget-minutes", type=float, default=None, help="stop (and checkpoint) after this long")
     t.add_argument("--cycle", type=float, default=1.0, help="tokenizer: weight of the round-trip hinge")
-    t.add_argument("--tokenizer", default=None, help="generator: the tokenizer weights (default: the shipped one)")
+    t.add_argument("--tokenizer", default=None, help="generator, robust: the tokenizer weights (default: the shipped one)")
+    r = t.add_argument_group("robust (--data: a shipped name or a generator weights path, e.g. runs/X/X)")
+    r.add_argument("--generator", default=None, help="the generator weights whose tokenizer is fine-tuned (default: --data's)")
+    r.add_argument("--refit-steps", type=int, default=0, help="then fine-tune the generator on the new codes for this many steps")
+    r.add_argument("--drop-skip", action="store_true", help="remove the tokenizer's linear patch paths")
+    r.add_argument("--channel", default=None, help="comma-separated channel ops (default: all of bitmark.training.channel)")
+    r.add_argument("--quality", type=float, default=1.0, help="scale of the regulariser to the frozen decoder's output")
     t.add_argument("--json", action="store_true", help="print the weights card as JSON")
     add_threads(t)
     t.set_defaults(func=run)
@@ -38,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from bitmark.training.loop import TrainConfig
     from bitmark.training.recipes import RECIPES, SizeMismatch
 
-    data_name = Path(args.data).name if Path(args.data).is_dir() else args.data
+    data_name = Path(args.data).name if Path(args.data).is_dir() or args.kind == "robust" else args.data
     size = args.image_size
     name = f"{data_name}{size if size not in (None, 32) else ''}-{args.kind}"
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / name
@@ -63,6 +70,16 @@ def run(args: argparse.Namespace) -> int:
         extra = {"tokenizer": args.tokenizer, "image_size": size}
         if size not in (None, 32) and args.tokenizer is None:
             raise UsageError(f"--image-size {size}: pass the tokenizer trained at that size with --tokenizer")
+    elif args.kind == "robust":
+        from bitmark.training import channel
+        from bitmark.training.robust import RobustConfig
+
+        ops = tuple(o.strip() for o in (args.channel or "").split(",") if o.strip())
+        if set(ops) - set(channel.names()):
+            raise UsageError(f"--channel {args.channel}: known ops are {', '.join(channel.names())}")
+        rcfg = RobustConfig(refit_steps=args.refit_steps, drop_skip=args.drop_skip, ops=ops)
+        rcfg.low_weight, rcfg.high_weight = rcfg.low_weight * args.quality, rcfg.high_weight * args.quality
+        extra = {"tokenizer": args.tokenizer, "generator": args.generator, "rcfg": rcfg}
     else:
         extra = {"image_size": size or 32, **({"cycle": args.cycle} if args.kind == "tokenizer" else {})}
     try:

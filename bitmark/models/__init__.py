@@ -9,6 +9,7 @@ from bitmark.models.shipped import (
     WEIGHTS_DIR,
     MissingWeights,
     classes,
+    dataset_of,
     load_autoencoder,
     load_classifier,
     load_generator,
@@ -16,4 +17,4 @@ from bitmark.models.shipped import (
     real_data,
 )
 
-__all__ = ["WEIGHTS_DIR", "MissingWeights", "classes", "load_autoencoder", "load_classifier", "load_generator", "load_tokenizer", "real_data"]
+__all__ = ["WEIGHTS_DIR", "MissingWeights", "classes", "dataset_of", "load_autoencoder", "load_classifier", "load_generator", "load_tokenizer", "real_data"]

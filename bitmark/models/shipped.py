@@ -68,6 +68,15 @@ def load_autoencoder(data_or_path: str | Path = "photos"):
     return load_weights(path, Autoencoder(AutoencoderConfig(**load_card(path)["config"])))
 
 
+def dataset_of(data_or_path: str | Path) -> str:
+    """The data set behind a shipped name, a folder, or a generator weights path (its card's `data`): where a
+    benchmark finds the held-out crops and the classifier of models trained elsewhere (runs/X/X)."""
+    p = Path(data_or_path)
+    if str(data_or_path) in ("photos", "digits") or p.is_dir():
+        return str(data_or_path)
+    return load_card(_path(data_or_path, "generator"))["data"]
+
+
 def classes(data_or_path: str | Path = "photos", kind: str = "generator") -> list[str]:
     return load_card(_path(data_or_path, kind))["classes"]
 

@@ -205,7 +205,8 @@ def fit_generator(
     latents = generator_batches(tok, images)
     targets = torch.from_numpy(np.concatenate([labels, labels]).astype(np.int64))
     torch.manual_seed(cfg.seed)
-    gen = Generator(GeneratorConfig(tok.cfg, num_classes=num_classes))
+    gen = Generator(dataclasses.replace(init.cfg, tokenizer=tok.cfg) if init is not None  # init's widths, not the defaults
+                    else GeneratorConfig(tok.cfg, num_classes=num_classes))
     if init is not None:
         gen.load_state_dict(init.state_dict())
     summary = train(gen, generator_loss(latents, targets, tok.quantizer, cfg.batch_size), cfg, run_dir, desc=desc)
@@ -282,7 +283,15 @@ def _plain(d: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
+def train_robust(data: str, out: Path, cfg: TrainConfig, run_dir: Path, **options) -> dict[str, Any]:
+    """Channel-robust fine-tuning of a trained tokenizer (bitmark.training.robust; imported here lazily, it
+    builds on this module's losses)."""
+    from bitmark.training.robust import train_robust as run
+
+    return run(data, out, cfg, run_dir, **options)
+
+
 RECIPES = {
     "classifier": train_classifier, "tokenizer": train_tokenizer, "generator": train_generator,
-    "autoencoder": train_autoencoder,
+    "autoencoder": train_autoencoder, "robust": train_robust,
 }
