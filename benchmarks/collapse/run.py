@@ -77,7 +77,7 @@ def run(out: Path, preset: str = "full", seeds: int | None = None, generations: 
         "",
         (f"Configuration: T = {cfg.generations}, {cfg.seeds} seed(s); per generation a fine-tune of the previous "
         f"generation's model for {cfg.steps} steps × batch {cfg.batch_size} (lr {cfg.lr:g}, no warm-up, cosine to 10%), "
-        f"then {cfg.samples} watermarked samples (metric set and next candidates). fresh: scrape of {cfg.fresh_pool} "
+        f"then {cfg.samples} samples, a share {cfg.marked_share:g} watermarked (metric set and next candidates). fresh: scrape of {cfg.fresh_pool} "
         f"images, π = {cfg.synthetic_share:g} synthetic; accumulate: first pool {cfg.accumulate_real} real images. "
         f"Generation 0 = the shipped generator, shared by every arm and regime of a seed. random / entropy / "
         f"confidence keep as many images as watermark@{cfg.match_fpr:g} kept, generation by generation. "
