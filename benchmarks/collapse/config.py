@@ -22,6 +22,9 @@ from dataclasses import dataclass, field, replace
 REGIMES = ("fresh", "accumulate", "replace")
 ARMS = ("none", "watermark@0.01", "watermark@0.1", "oracle", "random", "entropy", "confidence")
 MATCHED_ARMS = ("random", "entropy", "confidence")  # keep as many images as the watermark arm at match_fpr
+# drops exactly the synthetic images of the marking generator (ground truth): the ceiling of any watermark
+# filter when only a share of the generators mark; run whenever marked_share < 1 (at 1 it is the oracle)
+CEILING_ARM = "mark-oracle"
 
 
 def watermark_fpr(arm: str) -> float | None:
@@ -46,10 +49,20 @@ class CollapseConfig:
     gen0_pool: int | None = None  # training images generation 0's memorisation is measured against (None: all)
     threshold: float = 2.0  # generations-to-threshold: first t with FD >= threshold x FD at t = 0
     toy: dict = field(default_factory=lambda: {"seeds": 200, "samples": 50, "fresh_pool": 100, "accumulate_real": 50})
+    channel: str | None = None  # attack spec applied to every scraped image before the filters (None: PNGs as written)
+    marked_share: float = 1.0  # share of the synthetic images made by a marking generator; the rest by an unmarked copy
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.marked_share <= 1.0:
+            raise ValueError(f"marked_share must lie in 0..1, got {self.marked_share}")
+
+    def all_arms(self) -> tuple[str, ...]:
+        """The configured arms, plus the ceiling arm when not every generator marks."""
+        return self.arms + ((CEILING_ARM,) if self.marked_share < 1 and CEILING_ARM not in self.arms else ())
 
     def arms_of(self, regime: str) -> tuple[str, ...]:
         """Filter arms run in fresh and accumulate; replace (only synthetic data) runs `none` alone."""
-        return ("none",) if regime == "replace" else self.arms
+        return ("none",) if regime == "replace" else self.all_arms()
 
     def synthetic_per_scrape(self) -> int:
         n = round(self.synthetic_share * self.fresh_pool)
@@ -66,6 +79,10 @@ PRESETS = {
     # under 5 minutes here: every regime and arm, 2 generations, 1 seed, smaller budgets
     "quick": CollapseConfig(generations=2, seeds=1, samples=48, fresh_pool=96, accumulate_real=96, steps=4,
                             toy={"seeds": 50, "samples": 50, "fresh_pool": 100, "accumulate_real": 50}),
+    # the reduced run of issue 20 (channel x marked share on the shipped models): fresh only, the four arms
+    # that answer it, full per-generation budget, T x seeds sized to about 35 min of one core for 4 runs
+    "web": CollapseConfig(generations=4, seeds=3, regimes=("fresh",),
+                          arms=("none", "watermark@0.01", "oracle", "random")),
     # the test suite's smoke run
     "smoke": CollapseConfig(generations=1, seeds=1, samples=16, fresh_pool=32, accumulate_real=16, steps=2,
                             batch_size=4, regimes=("fresh", "replace"), heldout=200, gen0_pool=300,

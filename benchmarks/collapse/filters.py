@@ -1,6 +1,8 @@
 """The arms: which of the images entering a pool are kept.
 
 * `none` keeps everything; `oracle` drops exactly the synthetic images (it reads the ground truth);
+* `mark-oracle` drops exactly the synthetic images of the *marking* generator (ground truth too): what a
+  perfect watermark filter would do when only a share of the generators mark -- its ceiling;
 * `watermark@F` drops what the watermark detector flags at FPR F, from the pixels (the world re-encodes);
 * `random` keeps as many images as the watermark arm at the matched FPR kept, chosen uniformly;
 * `entropy` keeps as many, chosen greedily to raise the pool's nearest-neighbour entropy: the
@@ -22,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from bitmark.benchmarks.collapse.batch import Batch
-from bitmark.benchmarks.collapse.config import MATCHED_ARMS, watermark_fpr
+from bitmark.benchmarks.collapse.config import CEILING_ARM, MATCHED_ARMS, watermark_fpr
 from bitmark.benchmarks.collapse.metrics import nearest_distance
 from bitmark.evaluation.quality import pairwise_distances
 
@@ -42,6 +44,8 @@ def select(arm: str, batch: Batch, ctx: FilterContext) -> np.ndarray:
         return np.arange(len(batch))
     if arm == "oracle":
         return np.flatnonzero(~batch.synthetic)
+    if arm == CEILING_ARM:
+        return np.flatnonzero(~batch.marked)
     fpr = watermark_fpr(arm)
     if fpr is not None:
         return np.flatnonzero(~ctx.world.flagged(batch, fpr))

@@ -10,8 +10,13 @@ the next candidates *with the watermark*; and the metrics are taken. What enters
 * fresh      -- a new scrape each generation: `fresh_pool` images, a share pi of them the previous
   generation's samples and the rest real images not scraped before (the pool is replaced).
 
+Whatever enters passes the world's channel first (`transmit`: the bitmark world applies the run's attack
+chain to every image, real and synthetic; the toy, which has no pixels, passes items unchanged), so every
+filter sees what a scraper would. A share `marked_share` of each generation's samples comes from the
+marking generator, the rest from an unmarked copy of the same model (`marked_mask`).
+
 A world is any object with: `name`, `generation_zero(seed) -> (model, samples, metrics)`,
-`real(seed, start, n)`, `sample(model, n, seed)`, `fit(model, pool, seed) -> (model, info)`,
+`real(seed, start, n)`, `sample(model, n, seed)`, `transmit(batch, seed)`, `fit(model, pool, seed) -> (model, info)`,
 `flagged(batch, fpr)`, `selection_features(batch)`, `log_likelihood(model, batch)`,
 `measure(model, samples, pool) -> dict`. Seeds are shared across arms: generation t of seed s samples and
 trains with the same seeds in every arm, so arms differ only by what their filter kept.
@@ -40,7 +45,8 @@ from bitmark.benchmarks.collapse.filters import FilterContext, select
 log = logging.getLogger(__name__)
 
 FILTER_COLUMNS = ("entering", "kept", "synthetic_in", "synthetic_kept", "real_in", "real_dropped", "leak_share",
-                  "real_dropped_share", "pool_size", "pool_synthetic_share")
+                  "real_dropped_share", "pool_size", "pool_synthetic_share", "marked_in", "marked_kept", "unmarked_in",
+                  "unmarked_kept", "contamination_closed", "contamination_ceiling")
 
 
 def step_seed(seed: int, t: int) -> int:
@@ -48,17 +54,27 @@ def step_seed(seed: int, t: int) -> int:
     return 1000 * seed + t
 
 
+def marked_mask(n: int, share: float, seed: int) -> np.ndarray:
+    """Which of a generation's n samples the marking generator makes: exactly round(share x n) of them, at
+    places drawn from `seed` (not a fixed pattern, which would tie the mark to the round-robin classes)."""
+    mask = np.zeros(n, dtype=bool)
+    mask[np.random.default_rng([seed, 19]).permutation(n)[: round(share * n)]] = True
+    return mask
+
+
 def entering(world, cfg: CollapseConfig, regime: str, seed: int, t: int, samples: Batch) -> Batch:
-    """The images that reach the filter at generation t (see the module docstring)."""
+    """The images that reach the filter at generation t (see the module docstring), after the channel."""
     if regime == "replace":
-        return samples
-    if regime == "accumulate":
-        return world.real(seed, 0, cfg.accumulate_real).concat(samples) if t == 1 else samples
-    if regime == "fresh":
+        incoming = samples
+    elif regime == "accumulate":
+        incoming = world.real(seed, 0, cfg.accumulate_real).concat(samples) if t == 1 else samples
+    elif regime == "fresh":
         syn = cfg.synthetic_per_scrape()
         real_n = cfg.fresh_pool - syn
-        return world.real(seed, (t - 1) * real_n, real_n).concat(samples.take(np.arange(syn)))
-    raise ValueError(f"unknown regime {regime!r}")
+        incoming = world.real(seed, (t - 1) * real_n, real_n).concat(samples.take(np.arange(syn)))
+    else:
+        raise ValueError(f"unknown regime {regime!r}")
+    return world.transmit(incoming, (seed, t, 17))  # shared by every arm: arms differ only by their filter
 
 
 def run_cell(world, cfg: CollapseConfig, regime: str, arm: str, seed: int, gen0: tuple[Any, Batch, dict],
@@ -95,9 +111,17 @@ def run_cell(world, cfg: CollapseConfig, regime: str, arm: str, seed: int, gen0:
 
 
 def filter_stats(incoming: Batch, keep: np.ndarray, pool: Batch) -> dict[str, Any]:
+    """Counts of one generation's filtering. Contamination = the synthetic share of the images that enter
+    (no filter) or are kept; `contamination_closed` = 1 - kept's / entering's (0: no filter, 1: the oracle),
+    and `contamination_ceiling` the same for a filter that drops exactly the marked images -- the most a
+    watermark filter can close when only a share of the synthetic images carries the mark."""
     mask = np.zeros(len(incoming), dtype=bool)
     mask[keep] = True
-    syn = incoming.synthetic
+    syn, marked = incoming.synthetic, incoming.marked
+    unmarked = syn & ~marked
+    c_in = syn.mean() if len(syn) else math.nan
+    c_kept = (mask & syn).sum() / mask.sum() if mask.any() else math.nan
+    c_ideal = unmarked.sum() / (~marked).sum() if (~marked).any() else math.nan
     return {
         "entering": len(incoming), "kept": int(mask.sum()),
         "synthetic_in": int(syn.sum()), "synthetic_kept": int((mask & syn).sum()),
@@ -105,6 +129,10 @@ def filter_stats(incoming: Batch, keep: np.ndarray, pool: Batch) -> dict[str, An
         "leak_share": float((mask & syn).sum() / syn.sum()) if syn.any() else math.nan,
         "real_dropped_share": float((~mask & ~syn).sum() / (~syn).sum()) if (~syn).any() else math.nan,
         "pool_size": len(pool), "pool_synthetic_share": float(pool.synthetic.mean()),
+        "marked_in": int(marked.sum()), "marked_kept": int((mask & marked).sum()),
+        "unmarked_in": int(unmarked.sum()), "unmarked_kept": int((mask & unmarked).sum()),
+        "contamination_closed": float(1 - c_kept / c_in) if c_in > 0 else math.nan,
+        "contamination_ceiling": float(1 - c_ideal / c_in) if c_in > 0 else math.nan,
     }
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from bitmark.benchmarks.collapse.config import CollapseConfig
+from bitmark.benchmarks.collapse.config import CEILING_ARM, CollapseConfig
 from bitmark.benchmarks.collapse.metrics import (
     excess_area,
     gap_closed,
@@ -19,7 +19,7 @@ from bitmark.benchmarks.collapse.metrics import (
 
 
 def sort_rows(rows: Iterable[dict[str, Any]], cfg: CollapseConfig) -> list[dict[str, Any]]:
-    regimes, arms = list(cfg.regimes), list(cfg.arms)
+    regimes, arms = list(cfg.regimes), list(cfg.all_arms())
     return sorted(rows, key=lambda r: (r["world"], regimes.index(r["regime"]), arms.index(r["arm"]), r["seed"], r["generation"]))
 
 
@@ -48,6 +48,9 @@ def cell_summary(rows: list[dict[str, Any]], cfg: CollapseConfig) -> dict[tuple[
         syn_in = sum(r["synthetic_in"] for r in cell_rows)
         real_in = sum(r["real_in"] for r in cell_rows)
         s["leak"] = sum(r["synthetic_kept"] for r in cell_rows) / syn_in if syn_in else math.nan
+        for kind in ("marked", "unmarked"):  # cells written before the marked share existed lack the columns
+            n_in = sum(r.get(f"{kind}_in", 0) or 0 for r in cell_rows)
+            s[f"leak_{kind}"] = sum(r.get(f"{kind}_kept", 0) or 0 for r in cell_rows) / n_in if n_in else math.nan
         s["real_dropped"] = sum(r["real_dropped"] for r in cell_rows) / len(seeds)
         s["real_dropped_share"] = sum(r["real_dropped"] for r in cell_rows) / real_in if real_in else math.nan
         s["pool_syn_T"] = float(np.mean([r["pool_synthetic_share"] for r in cell_rows if r["generation"] == s["T"]]))
@@ -96,8 +99,8 @@ def plot(path: Path, rows: list[dict[str, Any]], cfg: CollapseConfig, metrics=("
     plt = pyplot("the collapse figure")
     from matplotlib.ticker import MaxNLocator
     labels = {"fd": "Fréchet distance to held-out", "z_mean": "mean z of own outputs"}
-    colours = dict(zip(cfg.arms, plt.get_cmap("tab10").colors))
-    styles = dict(zip(cfg.arms, ARM_STYLES * 2))
+    colours = dict(zip(cfg.all_arms(), plt.get_cmap("tab10").colors))
+    styles = dict(zip(cfg.all_arms(), ARM_STYLES * 2))
     fig, axes = plt.subplots(len(metrics), len(cfg.regimes), figsize=(4 * len(cfg.regimes), 3 * len(metrics) + 0.4),
                              squeeze=False, sharex=True)
     for i, metric in enumerate(metrics):
@@ -161,7 +164,8 @@ def _spread(mean: float, sd: float, seeds: int) -> str:
 
 def table(summary: dict, cfg: CollapseConfig, regime: str, toy: bool = False) -> list[str]:
     g = gaps(summary, regime)
-    head = "| arm | FD t=0 | FD t=T | excess area (± sd) | t to 2×FD₀ (per seed) | gap closed | synthetic leaked | real dropped (per seed, share) |"
+    head = ("| arm | FD t=0 | FD t=T | excess area (± sd) | t to 2×FD₀ (per seed) | gap closed | synthetic leaked "
+            "(marked / unmarked) | real dropped (per seed, share) |")
     if not toy:
         head += " z own outputs t=0 → T |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
@@ -170,7 +174,8 @@ def table(summary: dict, cfg: CollapseConfig, regime: str, toy: bool = False) ->
         if s is None:
             continue
         line = (f"| {arm} | {_f(s['fd0'], 3)} | {_f(s['fdT'], 3)} | {_spread(s['area'], s['area_sd'], s['seeds'])} | {_hits(s['hits'])} "
-                f"| {_f(g.get(arm))} | {_f(s['leak'])} | {_f(s['real_dropped'], 1)} ({_f(s['real_dropped_share'], 3)}) |")
+                f"| {_f(g.get(arm))} | {_f(s['leak'])} ({_f(s.get('leak_marked'))} / {_f(s.get('leak_unmarked'))}) "
+                f"| {_f(s['real_dropped'], 1)} ({_f(s['real_dropped_share'], 3)}) |")
         if not toy:
             line += f" {_f(s['z'][0], 1)} → {_f(s['z'][-1], 1)} |" if "z" in s else " — |"
         lines.append(line)
@@ -193,6 +198,27 @@ def last_generation_table(rows: list[dict[str, Any]], cfg: CollapseConfig, regim
         if last:
             lines.append(f"| {arm}, t = T | " + " | ".join(_f(_mean(last, m), 3) for m in AT_T) + " |")
     return lines
+
+
+PER_GENERATION = ("marked_in", "marked_kept", "unmarked_in", "unmarked_kept", "real_in", "real_dropped")
+
+
+def per_generation_table(rows: list[dict[str, Any]], cfg: CollapseConfig, regime: str) -> list[str]:
+    """Generation by generation, for each filter that reads the mark (and its ceiling arm): what leaked,
+    marked and unmarked apart, what real data it lost, and the contamination it closed next to the most a
+    mark can close (mean over seeds)."""
+    arms = [a for a in cfg.arms_of(regime) if a.startswith("watermark@") or a == CEILING_ARM]
+    head = ("| arm | t | marked in | marked leaked | unmarked in | unmarked leaked | real in | real lost "
+            "| contamination closed | ceiling |")
+    lines = [head, "|" + "---|" * 10]
+    for arm in arms:
+        for t in range(1, cfg.generations + 1):
+            at = [r for r in rows if (r["regime"], r["arm"], r["generation"]) == (regime, arm, t)]
+            if at and "marked_in" in at[0]:
+                counts = " | ".join(_f(_mean(at, c), 1) for c in PER_GENERATION)
+                lines.append(f"| {arm} | {t} | {counts} | {_f(_mean(at, 'contamination_closed'))} "
+                             f"| {_f(_mean(at, 'contamination_ceiling'))} |")
+    return lines if len(lines) > 2 else []
 
 
 def _mean(rows: list[dict[str, Any]], metric: str) -> float:
@@ -227,10 +253,28 @@ def summary_md(rows: list[dict[str, Any]], toy_rows: list[dict[str, Any]], cfg: 
               "the FD curve and its generation-0 value, t = 0..T (trapezoids), mean ± sd over seeds. Gap closed: "
               "(area(none) − area(arm)) / (area(none) − area(oracle)) on the seed means. Synthetic leaked: share of "
               "the synthetic images reaching the filter that it kept (all generations). Real dropped: real images the "
-              "filter threw away over all generations, per seed, and their share of the real images that reached it."), ""]
+              "filter threw away over all generations, per seed, and their share of the real images that reached it."),
+              "",
+              (f"Channel: {cfg.channel or 'none'} ({channel_words(cfg.channel)}); applied to every scraped image, "
+               f"real and synthetic, before any filter. Marked share: {cfg.marked_share:g} of the synthetic images "
+               "come from the "
+               "marking generator, the rest from an unmarked copy of the same model; the oracle knows which images "
+               "are synthetic, the watermark filter sees only pixels."
+               + (f" `{CEILING_ARM}` drops exactly the marked images: its gap closed is the ceiling of any "
+                  "watermark filter at this share." if cfg.marked_share < 1 else "")),
+              "",
+              ("Per generation (the filters that read the mark): contamination = synthetic share of the images; "
+               "contamination closed = 1 − (share among the kept) / (share among those entering), 0 for no filter "
+               "and 1 for the oracle; ceiling = the same for a filter that drops exactly the marked images, "
+               "1 − (u / (r + u)) / (s / (r + s)) with r real, s synthetic and u unmarked synthetic images entering "
+               "(a filter's false flags on unmarked images can carry one generation past it)."),
+              ""]
     for regime in cfg.regimes:
         lines += [f"## {regime}", "", *table(s, cfg, regime), "", "Other metrics (mean over seeds):", "",
                   *last_generation_table(rows, cfg, regime), ""]
+        per_t = per_generation_table(rows, cfg, regime)
+        if per_t:
+            lines += ["Per generation (mean over seeds):", "", *per_t, ""]
     lines += ["## Closing note (computed from the rows above)", "", *closing(s, cfg), ""]
     if toy_rows:
         ts = cell_summary(toy_rows, toy_cfg)
@@ -244,6 +288,16 @@ def summary_md(rows: list[dict[str, Any]], toy_rows: list[dict[str, Any]], cfg: 
     if files:
         lines += ["## Files", "", *(f"- `{f}`" for f in files), ""]
     return "\n".join(lines) + "\n"
+
+
+def channel_words(spec: str | None) -> str:
+    """What the channel does, in words (from the attacks' own descriptions)."""
+    if spec in (None, "", "none"):
+        return "the PNGs as the generator wrote them"
+    from bitmark import attacks
+
+    names = [item.partition(":")[0].strip() for item in spec.split("+")]
+    return "; ".join(attacks.REGISTRY[n].description if n in attacks.REGISTRY else n for n in names)
 
 
 def closing(s: dict, cfg: CollapseConfig) -> list[str]:
@@ -264,11 +318,16 @@ def closing(s: dict, cfg: CollapseConfig) -> list[str]:
                 parts.append(f"{arm} {a['area']:.3f} ({gap}; "
                              f"synthetic leaked {_f(a['leak'], 3)}, real thrown away {a['real_dropped']:.1f} per seed = "
                              f"{_f(a['real_dropped_share'], 3)} of the real that reached the filter)")
+        if (regime, CEILING_ARM) in s:
+            c = s[(regime, CEILING_ARM)]
+            per_seed = [gap_closed(n, x, o) for n, x, o in zip(none["areas"], c["areas"], oracle["areas"])]
+            parts.append(f"ceiling ({CEILING_ARM}, marked share {cfg.marked_share:g}) {c['area']:.3f} (gap closed "
+                         f"{_f(g.get(CEILING_ARM))}; per seed {', '.join(_f(v) for v in per_seed)})")
         if g.get(wm) is None:
             parts.append("no gap to close: the oracle was not better than no filter here")
         out.append("; ".join(parts) + ".")
     for regime in cfg.regimes:
-        if (regime, "none") in s and "z" in s[(regime, "none")]:
+        if (regime, "none") in s and "z" in s[(regime, "none")] and not np.isnan(s[(regime, "none")]["z"]).any():
             z = s[(regime, "none")]["z"]
             out.append(f"- z of the generator's own watermarked outputs, {regime}/none, by generation: "
                        + ", ".join(f"{v:.1f}" for v in z) + f" ({'fell' if z[-1] < z[0] else 'did not fall'}: "

@@ -8,7 +8,9 @@ error stays bounded.
 
 The toy watermark detector is a stand-in, since a real number carries no bits: each synthetic item's
 z-score is N(`strength`, 1) and a real item's N(0, 1) (drawn reproducibly from the item's value), and an
-item is flagged when its one-sided p-value is at most the FPR. Its Fréchet distance is exact:
+item is flagged when its one-sided p-value is at most the FPR; with `marked_share` < 1 only the marked
+synthetic items carry it. The toy has no pixels, so the channel does not apply (`transmit` passes items
+unchanged). Its Fréchet distance is exact:
 FD(N(m, s^2), N(0, 1)) = m^2 + (s - 1)^2.
 """
 
@@ -22,7 +24,7 @@ from scipy import stats
 
 from bitmark.benchmarks.collapse.batch import Batch
 from bitmark.benchmarks.collapse.config import CollapseConfig
-from bitmark.benchmarks.collapse.loop import step_seed
+from bitmark.benchmarks.collapse.loop import marked_mask, step_seed
 
 
 class GaussianWorld:
@@ -38,7 +40,11 @@ class GaussianWorld:
     def sample(self, model: tuple[float, float], n: int, seed: int) -> Batch:
         mu, sigma = model
         x = mu + sigma * np.random.default_rng([seed, 5]).standard_normal((n, 1))
-        return Batch(x, np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool))
+        marked = marked_mask(n, self.cfg.marked_share, seed)
+        return Batch(x, np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool), marked=marked)
+
+    def transmit(self, batch: Batch, seed) -> Batch:
+        return batch
 
     def fit(self, model, pool: Batch, seed: int) -> tuple[tuple[float, float], dict[str, Any]]:
         x = pool.items[:, 0]
@@ -52,7 +58,7 @@ class GaussianWorld:
 
     def flagged(self, batch: Batch, fpr: float) -> np.ndarray:
         rng = np.random.default_rng(zlib.crc32(batch.items.tobytes()))
-        z = rng.standard_normal(len(batch)) + self.strength * batch.synthetic
+        z = rng.standard_normal(len(batch)) + self.strength * batch.marked
         return stats.norm.sf(z) <= fpr
 
     def selection_features(self, batch: Batch) -> np.ndarray:

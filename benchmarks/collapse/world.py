@@ -6,7 +6,9 @@
   fixed budget steps x batch, on a uniform draw of at most steps x batch distinct pool images (training
   draws its batches from them with replacement, so each draw is still uniform over the whole pool; this
   keeps the tokenizer's encoding cost independent of the pool's size);
-* samples are drawn *with the watermark* of a fixed benchmark key, classes round-robin;
+* samples are drawn *with the watermark* of a fixed benchmark key, classes round-robin -- a share
+  `marked_share` of them; the others by the same model with the plain sampler (an unmarked copy of it);
+* every scraped image passes the run's channel (`channel.Channel`) before any filter sees it;
 * the watermark filter re-encodes the pixels (`bitmark.detectors.WatermarkFilter`), never the sampled bits;
 * real images come from a per-seed permutation of the training split (the "scrape").
 """
@@ -25,8 +27,9 @@ import torch
 import torch.nn.functional as F
 
 from bitmark.benchmarks.collapse.batch import Batch
+from bitmark.benchmarks.collapse.channel import Channel
 from bitmark.benchmarks.collapse.config import CollapseConfig
-from bitmark.benchmarks.collapse.loop import step_seed
+from bitmark.benchmarks.collapse.loop import marked_mask, step_seed
 from bitmark.benchmarks.collapse.metrics import (
     class_coverage,
     class_entropy,
@@ -80,6 +83,7 @@ class BitmarkWorld:
         self.heldout_features, _ = self.clf.embed(held)
         self.filters = {f: WatermarkFilter(self.key, fpr=f, encoder=self.tok) for f in (0.01, 0.1)}
         self.workdir = Path(workdir or tempfile.gettempdir())
+        self.channel = Channel(cfg.channel)
         self._train_pool: Batch | None = None
 
     # ------------------------------------------------------------------ data and models
@@ -91,11 +95,21 @@ class BitmarkWorld:
         return Batch(self.train.images[order], self.train.labels[order].astype(np.int64), np.zeros(n, dtype=bool))
 
     def sample(self, model, n: int, seed: int) -> Batch:
+        """n samples, classes round-robin; those of `marked_mask` with the watermark, the rest without (their
+        sampling seed is offset by 500, apart from every generation's step seed while T < 500)."""
         from bitmark.models.sampling import sample_images
 
         classes = torch.arange(n) % self.num_classes
-        images, _ = sample_images(model, self.tok, classes, key=self.key, seed=seed, progress=False)
-        return Batch(images, classes.numpy().astype(np.int64), np.ones(n, dtype=bool))
+        marked = marked_mask(n, self.cfg.marked_share, seed)
+        images = np.zeros((n, *self.train.images.shape[1:]), dtype=np.uint8)
+        for mask, key, s in ((marked, self.key, seed), (~marked, None, seed + 500)):
+            if mask.any():
+                images[mask], _ = sample_images(model, self.tok, classes[torch.from_numpy(mask)], key=key, seed=s,
+                                                progress=False)
+        return Batch(images, classes.numpy().astype(np.int64), np.ones(n, dtype=bool), marked=marked)
+
+    def transmit(self, batch: Batch, seed) -> Batch:
+        return self.channel(batch, seed)
 
     def fit(self, model, pool: Batch, seed: int) -> tuple[Any, dict[str, Any]]:
         from bitmark.training.loop import TrainConfig
@@ -146,8 +160,8 @@ class BitmarkWorld:
 
     def measure(self, model, samples: Batch, pool: Batch) -> dict[str, Any]:
         """DESIGN §8 on the samples: quality against held-out real images, classes, memorisation against
-        the pool the model was trained on, and the z-scores of the model's own (watermarked) outputs,
-        re-encoded from the pixels."""
+        the pool the model was trained on, and the z-scores of the model's own watermarked outputs (the
+        marked samples only; NaN when none is), re-encoded from the pixels; the flagged share is of all samples."""
         from bitmark.evaluation.quality import (
             frechet_distance,
             kernel_inception_distance,
@@ -160,6 +174,7 @@ class BitmarkWorld:
         kid, _ = kernel_inception_distance(feats, held, subsets=10, subset_size=min(100, len(feats)))
         prdc = precision_recall_density_coverage(held, feats, k=5)
         z = self.filters[0.01].split(samples.items)
+        own = z.z_score[samples.marked] if samples.marked.any() else np.full(1, np.nan)
         return {
             "fd": round(frechet_distance(feats, held), 4), "kid": round(kid, 5),
             **{k: round(v, 4) for k, v in prdc.items()},
@@ -167,6 +182,6 @@ class BitmarkWorld:
             "class_coverage": round(class_coverage(pred, self.num_classes), 4),
             "class_entropy": round(class_entropy(pred, self.num_classes), 4),
             "memorization_ratio": round(memorization_ratio(feats, held, self.features(pool)), 4),
-            "z_mean": round(float(np.mean(z.z_score)), 3), "z_median": round(float(np.median(z.z_score)), 3),
-            "z_std": round(float(np.std(z.z_score)), 3), "own_flagged_share": round(len(z.dropped) / len(samples), 4),
+            "z_mean": round(float(np.mean(own)), 3), "z_median": round(float(np.median(own)), 3),
+            "z_std": round(float(np.std(own)), 3), "own_flagged_share": round(len(z.dropped) / len(samples), 4),
         }
