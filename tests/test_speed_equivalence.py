@@ -1,5 +1,6 @@
 """The speed work changed no result: sampled bits, detector counts and z-scores, and the shipped generator's
-samples equal what the code before it computed (tests/speed_golden.json, recorded at commit 1a7400a).
+samples equal what the code before it computed (tests/speed_golden.json, recorded at commit 1a7400a; the
+generator's entries re-recorded on the weights shipped since issue 13).
 
 Counts and bits are compared exactly (hashes); z, -log10 p and the expected green count to 1e-10
 relative (they are recorded to 12 significant digits; a reordered float sum may move the last bits).
