@@ -78,14 +78,14 @@ def test_a_killed_ray_scan_resumes_to_exactly_the_local_rows(scrape, local_rows,
                             stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
-        if out.exists() and out.read_bytes().count(b"\n") > 32:
+        if out.exists() and out.read_bytes().count(b"\n") > 16:  # the header and at least one batch of 16
             break
-        time.sleep(0.2)
+        time.sleep(0.005)  # on an idle machine the 14 batches take well under a second: poll often
     assert proc.poll() is None, f"the scan ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     before = len(manifest_rows(out))
-    assert 32 <= before < 211
+    assert 16 <= before < 211, "the scan wrote every row before it could be killed"
     r = scan(fixed_key(0), [root], out, encoder=tok, engine="ray", workers=2, batch_size=32, keep_list=keep, progress=False)
     assert r["engine"] == "ray" and r["new"] == 211 - before and r["files"] == 211 and r["errors"] == 5
     local, ray_rows = _by_path(local_rows), _by_path(out)
