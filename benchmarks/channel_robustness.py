@@ -69,15 +69,12 @@ def run(data: str = "photos", num: int = 200, attacks=ATTACKS, seed: int = 0, to
     from bitmark.evaluation.keys import fixed_key
     from bitmark.evaluation.quality import frechet_distance
     from bitmark.evaluation.roundtrip import tokenizer_figures
-    from bitmark.io.datasets import load_dataset
-    from bitmark.models import load_classifier, load_generator, load_tokenizer
+    from bitmark.models import dataset_of, load_classifier, load_generator, load_tokenizer, real_data
     from bitmark.models.sampling import sample_images
-    from bitmark.models.shipped import dataset_of
 
     gen, tok = load_generator(data, tok=load_tokenizer(tokenizer) if tokenizer else None)
-    dataset = dataset_of(data)
-    heldout = load_dataset(dataset, "heldout", tok.cfg.image_size).images
-    clf = load_classifier(dataset)
+    heldout = real_data(data, "heldout").images
+    clf = load_classifier(dataset_of(data))
     classes = torch.arange(num) % gen.cfg.num_classes
     key = fixed_key(0)
     sets = {"clean": sample_images(gen, tok, classes, seed=seed, progress=False)}

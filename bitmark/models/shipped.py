@@ -81,9 +81,13 @@ def classes(data_or_path: str | Path = "photos", kind: str = "generator") -> lis
     return load_card(_path(data_or_path, kind))["classes"]
 
 
-def image_size(card: dict) -> int:
-    """The image side a card's model works at (cards from before sizes were an option say nothing: 32)."""
-    return int(card.get("image_size") or card.get("config", {}).get("image_size") or 32)
+def image_size(card: dict, path: Path | None = None) -> int:
+    """The image side a card's model works at: its own field, else (a generator card) that of the tokenizer it
+    names beside `path`; cards from before sizes were an option say nothing: 32."""
+    size = card.get("image_size") or card.get("config", {}).get("image_size")
+    if not size and path is not None and "tokenizer" in card:
+        size = load_card(path.parent / card["tokenizer"]).get("config", {}).get("image_size")
+    return int(size or 32)
 
 
 def real_data(data_or_path: str | Path = "photos", split: str = "heldout", kind: str = "generator"):
@@ -91,5 +95,6 @@ def real_data(data_or_path: str | Path = "photos", split: str = "heldout", kind:
     its card names. Benchmarks compare samples with these, so a 64x64 set must get 64x64 crops."""
     from bitmark.io.datasets import load_dataset
 
-    card = load_card(_path(data_or_path, kind))
-    return load_dataset(card["data"], split, image_size(card))
+    path = _path(data_or_path, kind)
+    card = load_card(path)
+    return load_dataset(card["data"], split, image_size(card, path))

@@ -27,8 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bitmark.io.datasets import load_dataset
-from bitmark.models import dataset_of, load_generator, load_tokenizer
+from bitmark.models import dataset_of, load_generator, load_tokenizer, real_data
 from bitmark.models.store import load_card, save_weights
 from bitmark.models.tokenizer import Tokenizer, TokenizerConfig, to_unit
 from bitmark.training import channel
@@ -129,8 +128,7 @@ def train_robust(data: str, out: Path, cfg: TrainConfig, run_dir: Path, tokenize
         raise ValueError(f"unknown channel ops {sorted(unknown)}; known: {', '.join(channel.names())}")
     gen_path = generator or data
     gen, tok = load_generator(gen_path, tok=load_tokenizer(tokenizer) if tokenizer else None)
-    dataset = dataset_of(gen_path)
-    train_split, heldout = load_dataset(dataset, "train", tok.cfg.image_size), load_dataset(dataset, "heldout", tok.cfg.image_size).images
+    train_split, heldout = real_data(gen_path, "train"), real_data(gen_path, "heldout").images
     pool = code_pool(gen, tok, train_split.images, rcfg.pool, cfg.seed)
     log.info("code pool: %d pyramids", len(pool[0]))
     frozen = copy.deepcopy(tok).eval().requires_grad_(False)
@@ -141,7 +139,7 @@ def train_robust(data: str, out: Path, cfg: TrainConfig, run_dir: Path, tokenize
     out = Path(out).with_suffix("")
     tok_out = out.parent / f"{out.name}-tokenizer"
     tok_card = {
-        "kind": "tokenizer", "data": dataset, "config": _plain(vars(model.cfg)), "bits_per_image": model.cfg.bits_per_image,
+        "kind": "tokenizer", "data": dataset_of(gen_path), "config": _plain(vars(model.cfg)), "bits_per_image": model.cfg.bits_per_image,
         "trained_on": f"fine-tuned from {tokenizer or 'the tokenizer of ' + str(gen_path)} through a random channel "
                       f"({', '.join(rcfg.ops or channel.names())}) on {len(pool[0])} code pyramids",
         "command": command(), "machine": machine(), "train_config": vars(cfg), "robust_config": _plain(vars(rcfg)),
