@@ -34,7 +34,7 @@ from bitmark.core.pyramid import as_pyramid
 from bitmark.core.rules import GreenRule, contexts
 from bitmark.detectors import stats
 from bitmark.detectors.counting import CellCounter
-from bitmark.detectors.inputs import check_pyramid, check_weights
+from bitmark.detectors.inputs import check_mask, check_pyramid, check_weights
 
 NULLS = ("self-normalised", "binomial", "model")
 Predictor = Callable[[Sequence[torch.Tensor]], Sequence[torch.Tensor]]  # pyramid -> per scale P(bit = 1), (B, h, w, d)
@@ -172,24 +172,29 @@ class BitDetector:
     def _scored(self, s: int) -> bool:
         return self.key.config.watermarks(s) and (self.scales is None or s in self.scales)
 
-    def cell_counts(self, pyramid: Sequence[torch.Tensor]) -> tuple[list[int], torch.Tensor]:
+    def cell_counts(self, pyramid: Sequence[torch.Tensor], mask: Sequence[torch.Tensor] | None = None
+                    ) -> tuple[list[int], torch.Tensor]:
         """The scored scales of a (validated) pyramid and their counts (B, scales, J, S, 2, 2) by (bit index
         j >= n-1, context, bit, green value). Every statistic of every null is a sum over this table.
+        mask: per scale, bool (B, h*w) of the positions to count (`check_mask`); None counts all.
 
         The tables that depend only on the key and the shapes are cached (`counting.CellCounter`)."""
         B, d = pyramid[0].shape[0], pyramid[0].shape[-1]
         scored = [s for s in range(len(pyramid)) if self._scored(s)]
         shapes = tuple(tuple(pyramid[s].shape[1:]) for s in scored)
         if self.rule.seeded:  # keyed-content: every image has its own tables (seeded by its coarser bits)
-            return scored, torch.stack([self._seeded_counts(pyramid[s], s, pyramid[:s]) for s in scored], 1)
+            return scored, torch.stack([self._seeded_counts(pyramid[s], s, pyramid[:s], None if mask is None else mask[s])
+                                        for s in scored], 1)
         counter = self._counters.get((tuple(scored), shapes))
         if counter is None:
             if len(self._counters) >= 8:  # a few shapes per detector in practice; don't grow without bound
                 self._counters.pop(next(iter(self._counters)))
             counter = self._counters[(tuple(scored), shapes)] = CellCounter(self.rule, scored, shapes)
-        return scored, counter.counts([pyramid[s].reshape(B, -1, d) for s in scored])
+        return scored, counter.counts([pyramid[s].reshape(B, -1, d) for s in scored],
+                                      None if mask is None else [mask[s] for s in scored])
 
-    def _seeded_counts(self, bits: torch.Tensor, s: int, coarser: Sequence[torch.Tensor]) -> torch.Tensor:
+    def _seeded_counts(self, bits: torch.Tensor, s: int, coarser: Sequence[torch.Tensor],
+                       mask: torch.Tensor | None = None) -> torch.Tensor:
         """`cell_counts` of one scale (B, J, S, 2, 2) for a rule whose tables depend on the coarser scales."""
         B, h, w, d = bits.shape
         n, S = self.rule.n, self.rule.num_contexts
@@ -201,7 +206,9 @@ class BitDetector:
         size = B * J * S * 4
         dtype = torch.int32 if size < 2**31 else torch.int64
         base = (torch.arange(B, dtype=dtype).view(B, 1, 1) * J + torch.arange(J, dtype=dtype)) * (S * 4)
-        return torch.bincount((low.to(dtype) + base).reshape(-1), minlength=size).view(B, J, S, 2, 2)
+        code = low.to(dtype) + base
+        code = code[mask.unsqueeze(-1).expand_as(code)] if mask is not None else code.reshape(-1)
+        return torch.bincount(code, minlength=size).view(B, J, S, 2, 2)
 
     def scale_stats(self, counts: torch.Tensor, scales: Sequence[int]) -> torch.Tensor:
         """(scored, green, expected green, variance) per image and scale from `cell_counts`, shape (4, B, scales)."""
@@ -231,7 +238,8 @@ class BitDetector:
         variance = (K * (1 - q) ** 2 + (N - K) * q**2).sum((2, 3))  # = sum over positions of (b - q)^2
         return torch.stack([scored, green, expected, variance])
 
-    def model_stats(self, pyramid: Sequence[torch.Tensor], scales: Sequence[int]) -> torch.Tensor:
+    def model_stats(self, pyramid: Sequence[torch.Tensor], scales: Sequence[int],
+                    mask: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
         """`scale_stats` of the model null, position by position: q is the predictor's P(bit = 1), (4, B, scales)."""
         probs = self.predictor(pyramid)
         n, out = self.rule.n, []
@@ -244,19 +252,20 @@ class BitDetector:
             flat = bits.reshape(B, h * w, d)
             green_value = self.rule.green_values(self.rule.token_tables(s, h, w, d, pyramid[:s]), contexts(flat, n))
             b, q = flat[..., n - 1 :].double(), q.reshape(B, h * w, d)[..., n - 1 :].clamp(0.0, 1.0)
-            green = (flat[..., n - 1 :] == green_value).double().sum((1, 2))
-            expected = torch.where(green_value, q, 1 - q).sum((1, 2))
-            variance = ((b - q) ** 2).sum((1, 2))
-            out.append(torch.stack([torch.full_like(green, b[0].numel()), green, expected, variance]))
+            keep = torch.ones_like(b) if mask is None else mask[s].double().unsqueeze(-1).expand_as(b)
+            green = ((flat[..., n - 1 :] == green_value).double() * keep).sum((1, 2))
+            expected = (torch.where(green_value, q, 1 - q) * keep).sum((1, 2))
+            variance = ((b - q) ** 2 * keep).sum((1, 2))
+            out.append(torch.stack([keep.sum((1, 2)), green, expected, variance]))
         return torch.stack(out, -1)
 
-    def scale_terms(self, pyramid: Sequence) -> torch.Tensor:
+    def scale_terms(self, pyramid: Sequence, mask: Sequence | None = None) -> torch.Tensor:
         """(scored, green, expected green, variance) per image and scale, (4, B, scales), zero on unscored scales:
         what `detect` combines, and what `bitmark.detectors.stats.scale_weights` learns weights from."""
         pyramid = check_pyramid(pyramid, self.key.config, self.rule.n, self.scales, self.weights)
-        return self._scale_terms(pyramid)
+        return self._scale_terms(pyramid, check_mask(mask, pyramid))
 
-    def _scale_terms(self, pyramid: Sequence[torch.Tensor]) -> torch.Tensor:
+    def _scale_terms(self, pyramid: Sequence[torch.Tensor], mask: list[torch.Tensor] | None = None) -> torch.Tensor:
         B, num_scales = pyramid[0].shape[0], len(pyramid)
         d = pyramid[0].shape[-1]
         if d < self.rule.n:
@@ -264,25 +273,31 @@ class BitDetector:
         per_scale = torch.zeros(4, B, num_scales, dtype=torch.float64)
         if self.null == "model":
             scored = [s for s in range(num_scales) if self._scored(s)]
-            per_scale[:, :, scored] = self.model_stats(pyramid, scored)
+            per_scale[:, :, scored] = self.model_stats(pyramid, scored, mask)
         elif self.counting == "stream":
+            if mask is not None:
+                raise ValueError("stream counting reads every bit of the stream; it takes no mask")
             from bitmark.detectors.stream import stream_counts
 
             scored, green = stream_counts(pyramid, [s for s in range(num_scales) if self._scored(s)])
             per_scale[0], per_scale[1], per_scale[2], per_scale[3] = scored, green, scored / 2, scored / 4
         else:
-            scored_scales, counts = self.cell_counts(pyramid)
+            scored_scales, counts = self.cell_counts(pyramid, mask)
             if scored_scales:
                 s0, s1 = scored_scales[0], scored_scales[-1] + 1
                 where = slice(s0, s1) if s1 - s0 == len(scored_scales) else scored_scales  # a slice when contiguous
                 per_scale[:, :, where] = self.scale_stats(counts, scored_scales)
         return per_scale
 
-    def detect(self, pyramid: Sequence) -> Detection:
-        """Score a pyramid: a list, per scale, of (B, h, w, d) bits (bool/0-1, torch or numpy)."""
+    def detect(self, pyramid: Sequence, mask: Sequence | None = None) -> Detection:
+        """Score a pyramid: a list, per scale, of (B, h, w, d) bits (bool/0-1, torch or numpy).
+
+        mask: optionally, per scale, a bool (B, h, w) of the positions to score (e.g. the tokens inside the part
+        of the frame an undone crop filled). Chosen without the key, any mask keeps the null exact: the statistic
+        is then the same one on a smaller image."""
         pyramid = check_pyramid(pyramid, self.key.config, self.rule.n, self.scales, self.weights)
         num_scales = len(pyramid)
-        per_scale = self._scale_terms(pyramid)
+        per_scale = self._scale_terms(pyramid, check_mask(mask, pyramid))
         scored, green, expected, _ = per_scale.sum(-1).numpy()
         if self.null == "binomial" and self.weights is None:
             z = stats.binomial_z(green, scored)

@@ -58,8 +58,9 @@ class CellCounter:
             self.table = torch.cat(tables)  # (positions * J * S,) bool
             self.where = (torch.arange(positions * self.J, dtype=torch.int64) * S).view(positions, self.J)
 
-    def counts(self, scales: Sequence[torch.Tensor]) -> torch.Tensor:
-        """The scored scales' bits, each bool (B, h*w, d) -> int64 counts (B, scales, J, S, 2, 2)."""
+    def counts(self, scales: Sequence[torch.Tensor], mask: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """The scored scales' bits, each bool (B, h*w, d) -> int64 counts (B, scales, J, S, 2, 2). mask: per scored
+        scale a bool (B, h*w) of the positions to count (None: all)."""
         B = scales[0].shape[0]
         out = torch.empty(B, self.range, dtype=torch.int64)
         n = self.n
@@ -79,5 +80,9 @@ class CellCounter:
                 code += green
                 xi = x.to(self.dtype)
             code.add_(xi[..., n - 1 :], alpha=2)
-            out[b0 : b0 + c] = torch.bincount(code.view(-1), minlength=c * self.range).view(c, self.range)
+            if mask is None:
+                out[b0 : b0 + c] = torch.bincount(code.view(-1), minlength=c * self.range).view(c, self.range)
+            else:
+                keep = torch.cat([m[b0 : b0 + c] for m in mask], dim=1).unsqueeze(-1).expand_as(code)
+                out[b0 : b0 + c] = torch.bincount(code[keep], minlength=c * self.range).view(c, self.range)
         return out.view(B, self.num_scales, self.J, self.S, 2, 2)

@@ -79,3 +79,18 @@ def check_pyramid(
     if weights is not None and not any(weights[s] > 0 for s in scored):
         raise ValueError(f"the weights {weights.tolist()} are 0 on every scored scale {scored}")
     return pyramid
+
+
+def check_mask(mask: Any, pyramid: Pyramid) -> list[torch.Tensor] | None:
+    """Per scale, the positions to score as bool (B, h*w); refuses a mask that does not fit the pyramid."""
+    if mask is None:
+        return None
+    if len(mask) != len(pyramid):
+        raise ValueError(f"a mask has one (B, h, w) entry per scale: got {len(mask)} for a pyramid of {len(pyramid)} scales")
+    out = []
+    for s, (m, bits) in enumerate(zip(mask, pyramid)):
+        m = torch.as_tensor(np.asarray(m) if not isinstance(m, torch.Tensor) else m)
+        if tuple(m.shape) != tuple(bits.shape[:3]):
+            raise ValueError(f"scale {s}: mask of shape {tuple(m.shape)} for bits {tuple(bits.shape)}; need (B, h, w)")
+        out.append(m.to(torch.bool).reshape(m.shape[0], -1))
+    return out
