@@ -85,23 +85,39 @@ def test_weight_one_is_the_plain_detector(models, marked):
 
 def test_make_image_detector(models):
     tok = models[1]
-    assert isinstance(make_image_detector(tok, BitDetector(KEY), resync=True), ResyncDetector)
-    assert type(make_image_detector(tok, BitDetector(KEY))) is ImageDetector  # opt-in
-    assert type(make_image_detector(object(), BitDetector(KEY), resync=True)) is ImageDetector  # other encoders: no stage
+    assert isinstance(make_image_detector(tok, BitDetector(KEY)), ResyncDetector)  # on by default
+    assert type(make_image_detector(tok, BitDetector(KEY), resync=False)) is ImageDetector
+    assert type(make_image_detector(object(), BitDetector(KEY))) is ImageDetector  # other encoders: no stage
     with pytest.raises(ValueError, match="shipped tokenizer"):
         ResyncDetector(object(), BitDetector(KEY))
 
 
-def test_detect_command_with_resync(tmp_path, marked, capsys):
+def test_detect_command_resyncs_by_default(tmp_path, marked, capsys):
     from bitmark.cli import main
     from bitmark.io.images import save_png
 
     KEY.save(tmp_path / "key.json")
     for i, x in enumerate(attacks.get("crop", 0.75)(marked[:3])):
         save_png(tmp_path / f"c{i}.png", x)
-    assert main(["detect", "--key", str(tmp_path / "key.json"), "--json", "--resync", str(tmp_path)]) == 0
+    assert main(["detect", "--key", str(tmp_path / "key.json"), "--json", str(tmp_path)]) == 0
     rows = [r for r in map(json.loads, capsys.readouterr().out.splitlines()) if "skipped" not in r]  # key.json: a skip row
     assert len(rows) == 3 and all(r["is_watermarked"] for r in rows) and all(r["resync"].startswith("crop") for r in rows)
-    assert main(["detect", "--key", str(tmp_path / "key.json"), "--json", str(tmp_path)]) == 0
+    assert main(["detect", "--key", str(tmp_path / "key.json"), "--json", "--no-resync", str(tmp_path)]) == 0
     rows = [r for r in map(json.loads, capsys.readouterr().out.splitlines()) if "skipped" not in r]
     assert not any(r["is_watermarked"] for r in rows) and "resync" not in rows[0]
+
+
+def test_only_tokens_inside_an_undone_crop_are_scored(models, marked, search):
+    """After crop 0.5 three quarters of the undone frame are repeated edge pixels: their bits are noise, and
+    scoring them roughly halves z (measured: mean 4.5 against 7.5 inside the box)."""
+    from bitmark.detectors.resync import inside
+
+    assert inside([(16, 16, 8, 8)], 32, 8)[0].sum() == 16 and inside([None], 32, 8).all()
+    assert inside([(16, 16, 8, 8)], 32, 2).sum() == 0  # no 16-px token is half inside a centred 16-px box
+    tok = models[1]
+    moved = attacks.get("crop", 0.5)(marked)
+    box = Move(box=(16, 16, 8, 8))
+    pyramid = tok.encode(list(box.undo(to_unit(moved)).mul(255).round().byte().permute(0, 2, 3, 1).numpy()))
+    everything = BitDetector(KEY).detect(pyramid).z_score
+    masked = BitDetector(KEY).detect(pyramid, [inside([box.box] * len(moved), 32, b.shape[1]) for b in pyramid]).z_score
+    assert masked.mean() > everything.mean() + 1.5, (masked.mean(), everything.mean())

@@ -30,7 +30,7 @@ def test_roc_auc_and_psnr():
 
 def test_robustness_smoke_run_writes_every_row_and_resumes(tmp_path):
     specs = ["none:0", "jpeg:75", "regen_scales:1", "bitflip:0.5", "steal_forge:10", "jpeg:50+crop:0.71"]
-    cfg = robustness.Config(num=8, num_negatives=8, attacks=specs, deltas=(2.0,), baseline_num={})
+    cfg = robustness.Config(num=8, num_negatives=8, attacks=specs, deltas=(2.0,), baseline_num={}, resync=False)
     result = robustness.run(tmp_path, cfg, progress=False)
     with open(tmp_path / "results.csv") as f:
         rows = list(csv.DictReader(f))
@@ -52,12 +52,12 @@ def test_robustness_smoke_run_writes_every_row_and_resumes(tmp_path):
     with open(tmp_path / "results.csv") as f:
         assert len(list(csv.DictReader(f))) == len(rows)
     with pytest.raises(ValueError, match="another configuration"):
-        robustness.run(tmp_path, robustness.Config(num=9, attacks=specs), progress=False)
+        robustness.run(tmp_path, robustness.Config(num=9, attacks=specs, resync=False), progress=False)
 
 
 def test_robustness_with_resync_adds_its_rows(tmp_path):
     specs = ["none:0", "crop:0.75", "bitflip:0.5"]
-    cfg = robustness.Config(num=8, num_negatives=8, attacks=specs, baseline_num={}, resync=True, quality=False)
+    cfg = robustness.Config(num=8, num_negatives=8, attacks=specs, baseline_num={}, quality=False)  # resync: the default
     robustness.run(tmp_path, cfg, progress=False)
     with open(tmp_path / "results.csv") as f:
         rows = {(r["scheme"], r["spec"]): r for r in csv.DictReader(f)}

@@ -51,6 +51,10 @@ class CollapseConfig:
     toy: dict = field(default_factory=lambda: {"seeds": 200, "samples": 50, "fresh_pool": 100, "accumulate_real": 50})
     channel: str | None = None  # attack spec applied to every scraped image before the filters (None: PNGs as written)
     marked_share: float = 1.0  # share of the synthetic images made by a marking generator; the rest by an unmarked copy
+    # the watermark filter's resynchronisation stage (the detectors' default): off here, because it would double
+    # each generation's time and the loop's images are not moved, or are JPEG-compressed after the move (the
+    # web channel), which removes the cell texture the stage reads the move from
+    resync: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.marked_share <= 1.0:

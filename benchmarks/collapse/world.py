@@ -81,7 +81,8 @@ class BitmarkWorld:
         if cfg.heldout is not None:
             held = held[np.random.default_rng(0).choice(len(held), cfg.heldout, replace=False)]
         self.heldout_features, _ = self.clf.embed(held)
-        self.filters = {f: WatermarkFilter(self.key, fpr=f, encoder=self.tok) for f in (0.01, 0.1)}
+        self.resync = cfg.resync
+        self.filters = {f: WatermarkFilter(self.key, fpr=f, encoder=self.tok, resync=cfg.resync) for f in (0.01, 0.1)}
         self.workdir = Path(workdir or tempfile.gettempdir())
         self.channel = Channel(cfg.channel)
         self._train_pool: Batch | None = None
@@ -142,7 +143,7 @@ class BitmarkWorld:
         if fpr not in self.filters:
             from bitmark.detectors import WatermarkFilter
 
-            self.filters[fpr] = WatermarkFilter(self.key, fpr=fpr, encoder=self.tok)
+            self.filters[fpr] = WatermarkFilter(self.key, fpr=fpr, encoder=self.tok, resync=self.resync)
         return ~self.filters[fpr].split(batch.items).keep_mask
 
     def selection_features(self, batch: Batch) -> np.ndarray:

@@ -50,7 +50,9 @@ def add_parser(sub) -> None:
     rb.add_argument("--attacks", default=None, help="comma-separated specs, e.g. jpeg:75,crop:0.5 (default: every grid)")
     rb.add_argument("--schemes", default=None, help="comma-separated bit schemes (default: all three)")
     rb.add_argument("--realign", action="store_true", help="add the default detector with the older crop search")
-    rb.add_argument("--resync", action="store_true", help="add the default detector with the resynchronisation stage")
+    rb.add_argument("--resync", action=argparse.BooleanOptionalAction, default=None,
+                    help="rows of the default detector with the resynchronisation stage beside the plain ones (default, "
+                         "except with --quick); --no-resync skips them (the stage costs ~40 ms per image, most of the run's time)")
     rb.add_argument("--no-quality", action="store_true", help="skip the quality-per-delta table")
     rb.add_argument("--no-baselines", action="store_true", help="skip invisible-watermark even when installed")
     rb.add_argument("--data", default="photos", help="embedded: a shipped name or a generator weights path (runs/X/X)")
@@ -161,7 +163,8 @@ def run_robustness(args: argparse.Namespace) -> int:
         cfg.schemes = _items(args.schemes)
     cfg.num_negatives = args.negatives or cfg.num_negatives
     cfg.realign = args.realign
-    cfg.resync = args.resync
+    if args.resync is not None:
+        cfg.resync = args.resync
     cfg.quality = not args.no_quality
     if args.no_baselines:
         cfg.baseline_num = {}
