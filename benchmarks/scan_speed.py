@@ -1,12 +1,14 @@
 """Throughput of `bitmark scan`: the local engine and the Ray engine with 1 and 2 workers, in one run.
 
 NUM held-out photos (32x32 PNGs, cycled) are written to a temporary folder; each engine scans them into its
-own fresh manifest with the shipped tokenizer. Reported per run: images/s over the whole scan call, and
-for Ray the time to the first rows and the marginal rate: each pool size also scans the first SMALL files
-into another manifest, and (NUM - SMALL) / (t_NUM - t_SMALL) is the rate once the fixed cost (actors
-started, models loaded, pipeline set up) is paid, which is what a long scan on a cluster sees. Ray is
-started once, locally, with one logical CPU more than the largest pool (for Ray Data's own tasks); its
-start-up is reported apart. The local engine's verdicts are compared with each Ray run's (they must agree).
+own fresh manifest with the shipped tokenizer and the plain detector (`--no-resync`: what is compared is the
+engines; the resynchronisation stage's own cost per image is `bitmark bench detect-speed`'s). Reported per
+run: images/s over the whole scan call, and for Ray the time to the first rows and the marginal rate: each
+pool size also scans the first SMALL files into another manifest, and (NUM - SMALL) / (t_NUM - t_SMALL) is
+the rate once the fixed cost (actors started, models loaded, pipeline set up) is paid, which is what a long
+scan on a cluster sees. Ray is started once, locally, with one logical CPU more than the largest pool (for
+Ray Data's own tasks); its start-up is reported apart. The local engine's verdicts are compared with each
+Ray run's (they must agree).
 
 Run: `bitmark bench scan [--num 800] [--json]` or `python -m bitmark.benchmarks.scan_speed`.
 """
@@ -52,7 +54,7 @@ def measure(num: int = 800, workers: tuple[int, ...] = (1, 2), batch_size: int =
         for i in range(num):
             save_png(root / f"{i:06d}.png", photos[i % len(photos)])
         t0 = time.perf_counter()
-        scan(key, [root], Path(tmp) / "local.jsonl", encoder=tok, batch_size=batch_size, progress=False)
+        scan(key, [root], Path(tmp) / "local.jsonl", encoder=tok, batch_size=batch_size, progress=False, resync=False)
         wall = time.perf_counter() - t0
         result["runs"].append({"engine": "local", "workers": 1, "wall_s": round(wall, 2), "images_per_s": round(num / wall, 1)})
         local = {row_path(x): x for x in manifest_rows(Path(tmp) / "local.jsonl")}
@@ -65,8 +67,9 @@ def measure(num: int = 800, workers: tuple[int, ...] = (1, 2), batch_size: int =
             for w in workers:
                 out = Path(tmp) / f"ray-{w}.jsonl"
                 t_small = scan(key, small, Path(tmp) / f"ray-{w}-small.jsonl", encoder=tok, batch_size=batch_size,
-                               engine="ray", workers=w, progress=False)["timing"]["total_s"]
-                t = scan(key, [root], out, encoder=tok, batch_size=batch_size, engine="ray", workers=w, progress=False)["timing"]
+                               engine="ray", workers=w, progress=False, resync=False)["timing"]["total_s"]
+                t = scan(key, [root], out, encoder=tok, batch_size=batch_size, engine="ray", workers=w, progress=False,
+                         resync=False)["timing"]
                 marginal = (num - len(small)) / max(1e-9, t["total_s"] - t_small)
                 same = {row_path(x): x for x in manifest_rows(out)} == local
                 result["runs"].append({"engine": "ray", "workers": w, "wall_s": round(t["total_s"], 2),
