@@ -90,8 +90,10 @@ def add_parser(sub) -> None:
     st.add_argument("--targets", type=positive_int, default=200,
                     help="forged clean, forged real and laundered marked images each")
     st.add_argument("--seed-bits", type=positive_int, default=None,
-                    help="keyed-content seed width for this run (a design sweep; default: the rule's)")
-    st.add_argument("--schemes", default=None, help="comma-separated bit schemes (default: all)")
+                    help="keyed-content(-robust) seed width for this run (a design sweep; default: the rule's)")
+    st.add_argument("--schemes", default=None,
+                    help="comma-separated bit schemes (default: keyed-spatial (old default),keyed-content; "
+                         "also keyed-content-robust)")
     _common_options(st)
     st.set_defaults(func=run_stealing)
 
