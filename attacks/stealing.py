@@ -59,7 +59,10 @@ class ContentStolenRule:
         B, h, w, d = bits.shape
         flat = bits.reshape(B, h * w, d)
         J = d - self.n + 1
-        seed = seeds(pyramid[s - 1], h, w, d, self.rule) if self.seeded and s > 0 else torch.zeros(B, h * w, dtype=torch.long)
+        if self.seeded and s > 0:
+            seed = seeds(pyramid[s - 1], h, w, d, self.rule)
+        else:
+            seed = torch.zeros(B, h * w, dtype=torch.long)
         place = torch.arange(h * w).view(1, -1) * (1 << rules.SEED_BITS) + seed  # (B, L)
         code = ((place.unsqueeze(-1) * J + torch.arange(J)) * self.S) + contexts(flat, self.n).long()
         return code, flat[..., self.n - 1 :]

@@ -7,6 +7,7 @@ FPR tolerances as in test_content_rule.py: 5,000 pyramids at nominal 1% give a s
 
 import hashlib
 
+import numpy as np
 import pytest
 import torch
 
@@ -24,7 +25,7 @@ def test_seed_reads_the_robust_order():
     assert sorted(rules.ROBUST_SEED_ORDER) == list(range(32))  # a permutation of a 32-bit token's indices
     first = rules.ROBUST_SEED_ORDER[: rules.SEED_BITS]
     assert rules.seed_indices(RULE, 32) == list(first)
-    assert rules.seed_indices(RULE, 16) == [i for i in rules.ROBUST_SEED_ORDER if i < 16]  # short tokens: the ones they have
+    assert rules.seed_indices(RULE, 16) == [i for i in rules.ROBUST_SEED_ORDER if i < 16]  # the bits short tokens have
     assert rules.seed_indices("keyed-content", 32) == list(range(rules.SEED_BITS))
     with pytest.raises(ValueError, match="no seeded tables"):
         rules.seed_indices("keyed-spatial", 32)
@@ -43,7 +44,8 @@ def test_keyed_content_tables_unchanged_and_the_new_rule_separated():
     g = torch.Generator().manual_seed(5)
     parent = torch.rand(3, 4, 4, 32, generator=g) < 0.5
     old = GreenRule(fixed_key(300, rule="keyed-content")).token_tables(3, 8, 8, 32, [None, None, parent])
-    assert hashlib.sha256(old.numpy().tobytes()).hexdigest() == "990c5628f1f2642162b6cc1508d9ba8bbd52e5f65cdc575f3f584c1acac8487b"
+    digest = "990c5628f1f2642162b6cc1508d9ba8bbd52e5f65cdc575f3f584c1acac8487b"
+    assert hashlib.sha256(old.numpy().tobytes()).hexdigest() == digest
     new = GreenRule(fixed_key(300, rule=RULE)).token_tables(3, 8, 8, 32, [None, None, parent])
     assert new.shape == old.shape and 0.4 < (new == old).float().mean() < 0.6  # independent tables agree half the time
 
@@ -88,7 +90,10 @@ def test_adaptive_estimate_reads_cells_that_repeat():
         fixed = torch.Generator().manual_seed(0)
         sampler, out = WatermarkSampler(key), []
         for s, side in enumerate(sides):
-            logits = (8 * torch.randn(1, side * side, d, generator=fixed)).expand(num, -1, -1) if s < 2 else torch.randn(num, side * side, d, generator=g)
+            if s < 2:  # the coarse scales: the same confident logits for every image
+                logits = (8 * torch.randn(1, side * side, d, generator=fixed)).expand(num, -1, -1)
+            else:
+                logits = torch.randn(num, side * side, d, generator=g)
             out.append(sampler(logits, scale=s, grid=(side, side), generator=g).view(num, side, side, d))
         return out
 
@@ -96,3 +101,32 @@ def test_adaptive_estimate_reads_cells_that_repeat():
     guess, truth = ContentStolenRule(observed, rule=RULE)(fresh), BitDetector(key).green_status(fresh)
     called = guess[2] != 0
     assert called.float().mean() > 0.5 and (guess[2] == truth[2])[called].float().mean() > 0.8
+
+
+def test_ranking_prefers_entropy_per_lost_survival():
+    from bitmark.benchmarks.seed_bits import collision, ranking
+
+    entropy = np.array([1.0, 1.0, 0.1, 0.9])
+    agree = {"a": np.array([0.7, 0.95, 0.999, 0.9]), "b": np.array([0.9, 0.9, 0.999, 0.99])}
+    # worst survival 0.7, 0.9, 0.999, 0.9: gains per cost 1.94, 6.58, 69.3, 5.92
+    assert ranking(entropy, agree) == [2, 1, 3, 0]
+    seed = np.array([[0, 5], [0, 6], [1, 7], [1, 8]])  # position 0: 2 of 12 ordered pairs agree, position 1: none
+    assert collision(seed) == pytest.approx((4 / 12 + 0) / 2)
+
+
+def test_seed_bits_benchmark_smoke(models):
+    """A tiny run of `bitmark bench seed-bits`: every (scale, bit) and (rule, width, parent scale) row."""
+    from bitmark.benchmarks import seed_bits
+
+    result = seed_bits.measure(seed_bits.Config(num=24, attacked=8, widths=(4, 16)), progress=False)
+    d = models[1].cfg.d
+    assert len(result["bits"]) == 3 * d and sorted(result["ranking"]) == list(range(d))
+    assert all(0 <= b["entropy"] <= 1 and all(0 <= b[a] <= 1 for a in seed_bits.ATTACKS) for b in result["bits"])
+    assert len(result["seeds"]) == 2 * 2 * 2  # rules x widths x parent scales 1, 2
+    for r in result["seeds"]:
+        assert 0 <= r["collision"] <= 1 and all(0 <= r[a] <= 1 for a in seed_bits.ATTACKS)
+    wide = {(r["rule"], r["parent_scale"]): r for r in result["seeds"] if r["width"] == 16}
+    narrow = {(r["rule"], r["parent_scale"]): r for r in result["seeds"] if r["width"] == 4}
+    # a wide seed's 4-bit prefix is the narrow seed, so it repeats at least as often
+    assert all(wide[k]["collision"] <= narrow[k]["collision"] for k in wide)
+    assert "ranking" in seed_bits.summary(result)

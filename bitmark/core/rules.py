@@ -134,13 +134,13 @@ class GreenRule:
         return torch.gather(full, -1, ctx.long().unsqueeze(-1)).squeeze(-1)
 
 
-def seed_indices(rule: str, d: int) -> list[int]:
+def seed_indices(rule: str, d: int, width: int | None = None) -> list[int]:
     """The parent bit indices (< d) that seed a token's table under `rule`, in the order they enter the seed:
-    the first SEED_BITS of range(d) (keyed-content) or of ROBUST_SEED_ORDER (keyed-content-robust)."""
+    the first `width` (default SEED_BITS) of range(d) (keyed-content) or of ROBUST_SEED_ORDER (-robust)."""
     if rule not in SEEDED_RULES:
         raise ValueError(f"{rule!r} has no seeded tables; seeded rules are {', '.join(SEEDED_RULES)}")
     order = range(d) if rule == "keyed-content" else [i for i in ROBUST_SEED_ORDER if i < d]
-    return list(order)[:SEED_BITS]
+    return list(order)[: SEED_BITS if width is None else width]
 
 
 def seeds(parent: torch.Tensor, h: int, w: int, d: int, rule: str = "keyed-content") -> torch.Tensor:
