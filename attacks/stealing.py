@@ -31,14 +31,15 @@ class ContentStolenRule:
 
     seeded: read each token's seed from its parent token (the keyed-content structure); False treats every
             image alike (seed 0), which is the naive per-position estimate.
+    rule:   which seeded rule's seed to read (`bitmark.core.rules.seed_indices`): the attacker knows it.
     A cell is called green-is-1 (0) when its share of ones exceeds (falls below) the reference share of its
     (scale, j, context) by z_min standard errors; the reference is `reference` pyramids' pooled share when
     given (public clean images), else the observed images' own share pooled over positions and seeds.
     """
 
     def __init__(self, observed: Sequence[torch.Tensor], n: int = 2, z_min: float = 1.0,
-                 reference: Sequence[torch.Tensor] | None = None, seeded: bool = True):
-        self.n, self.seeded, self.S = n, seeded, 1 << (n - 1)
+                 reference: Sequence[torch.Tensor] | None = None, seeded: bool = True, rule: str = "keyed-content"):
+        self.n, self.seeded, self.rule, self.S = n, seeded, rule, 1 << (n - 1)
         self.codes: list[torch.Tensor] = []  # per scale: sorted cell codes that were observed
         self.calls: list[torch.Tensor] = []  # per scale: int8 green value (0/1) or -1 (not confident)
         for s, bits in enumerate(observed):
@@ -58,7 +59,10 @@ class ContentStolenRule:
         B, h, w, d = bits.shape
         flat = bits.reshape(B, h * w, d)
         J = d - self.n + 1
-        seed = seeds(pyramid[s - 1], h, w, d) if self.seeded and s > 0 else torch.zeros(B, h * w, dtype=torch.long)
+        if self.seeded and s > 0:
+            seed = seeds(pyramid[s - 1], h, w, d, self.rule)
+        else:
+            seed = torch.zeros(B, h * w, dtype=torch.long)
         place = torch.arange(h * w).view(1, -1) * (1 << rules.SEED_BITS) + seed  # (B, L)
         code = ((place.unsqueeze(-1) * J + torch.arange(J)) * self.S) + contexts(flat, self.n).long()
         return code, flat[..., self.n - 1 :]

@@ -25,6 +25,8 @@ ARMS = (
     ("bitmark-2025", "binomial", False),
     ("keyed-content", "binomial", False),
     ("keyed-content", "self-normalised", False),
+    ("keyed-content-robust", "binomial", False),
+    ("keyed-content-robust", "self-normalised", False),
 )
 
 
@@ -111,10 +113,10 @@ def run(num: int = 5000, keys: int = 8, as_json: bool = False) -> list[dict]:
             print(json.dumps(r))
         return rows + wrong
     print(f"FPR at nominal 1% for {keys} fixed keys, {num} pyramids per source (min .. max over keys)")
-    print(f"{'source':11s} {'rule':14s} {'null':16s} {'unique':6s} {'FPR min..max':>16s}  mean z per key")
+    print(f"{'source':11s} {'rule':20s} {'null':16s} {'unique':6s} {'FPR min..max':>16s}  mean z per key")
     for r in rows:
         zs = " ".join(f"{z:+.2f}" for z in r["mean_z_per_key"])
-        print(f"{r['source']:11s} {r['rule']:14s} {r['null']:16s} {str(r['unique']):6s} "
+        print(f"{r['source']:11s} {r['rule']:20s} {r['null']:16s} {str(r['unique']):6s} "
               f"{100 * r['fpr_min']:6.2f}..{100 * r['fpr_max']:6.2f}%  {zs}")
     print("\nimages marked by key A, tested with an unrelated key B (default detector, delta 2, random logits):")
     print(f"{'n':>2s} {'mean z':>7s} {'std z':>6s} {'FPR@1%':>7s}  shift of one pair's mean z (std over pairs)")

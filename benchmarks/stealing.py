@@ -17,8 +17,9 @@ Attackers:
 The bit attackers are built once per (scheme, N) from the observed pyramids and run through `forge` / `bitflip`
 with that oracle at probability 1 -- exactly what the registered steal/adaptive attacks do, without re-encoding
 the observed images for every row. Also per scheme: TPR after the headline attacks (same images) and the
-own-test FPR on the un-attacked negatives. `--seed-bits K` reruns keyed-content with another seed width
-(bitmark.core.rules.SEED_BITS; a sweep of the design, not a key option).
+own-test FPR on the un-attacked negatives. `--seed-bits K` reruns the keyed-content rules with another seed
+width (bitmark.core.rules.SEED_BITS; a sweep of the design, not a key option). `--schemes keyed-content-robust`
+adds the rule seeded by the parent bits that best survive re-encoding (issue 15; not in the default set).
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ from bitmark.evaluation.quality import psnr
 
 log = logging.getLogger(__name__)
 
-SCHEMES = {"keyed-spatial (old default)": (0, "keyed-spatial"), "keyed-content": (3, "keyed-content")}
+SCHEMES = {"keyed-spatial (old default)": (0, "keyed-spatial"), "keyed-content": (3, "keyed-content"),
+           "keyed-content-robust": (5, "keyed-content-robust")}
+DEFAULT_SCHEMES = ("keyed-spatial (old default)", "keyed-content")
 ROBUSTNESS = ("none:0", "jpeg:75", "noise:0.05", "regen_autoencoder:1")
 COLUMNS = ("scheme", "seed_bits", "attacker", "observed", "target", "n", "flagged", "flagged_25db", "tpr_at_1pct", "z_mean", "psnr",
            "called", "note")
@@ -54,8 +57,8 @@ class Config:
     observed: tuple[int, ...] = (10, 100, 1000)
     targets: int = 200  # forged clean samples, forged real photographs and laundered watermarked samples each
     negatives: int = 500  # clean samples and real crops each, for the removal threshold and the own-test FPR
-    schemes: list[str] = field(default_factory=lambda: list(SCHEMES))
-    seed_bits: int | None = None  # keyed-content seed width override (default: bitmark.core.rules.SEED_BITS)
+    schemes: list[str] = field(default_factory=lambda: list(DEFAULT_SCHEMES))
+    seed_bits: int | None = None  # keyed-content(-robust) seed width override (default: bitmark.core.rules.SEED_BITS)
     seed: int = 0
 
 
@@ -97,13 +100,14 @@ def _detect(bench: Bench, scheme: str, images: np.ndarray):
 def attacker_rows(bench: Bench, scheme: str, observed: np.ndarray, n: int) -> list[dict[str, Any]]:
     from bitmark.attacks.stealing import ContentStolenRule
     from bitmark.attacks.whitebox import StolenRule
+    from bitmark.core import rules
 
     images = observed[:n]
     pyramid = bench.tok.encode(images)
-    seeded = bench.keys[scheme].config.rule == "keyed-content"
+    rule = bench.keys[scheme].config.rule
     oracles = {
         "naive": StolenRule(pyramid),
-        "adaptive": ContentStolenRule(pyramid, z_min=1.0, seeded=seeded),
+        "adaptive": ContentStolenRule(pyramid, z_min=1.0, seeded=rule in rules.SEEDED_RULES, rule=rule),
     }
     neg = bench.untouched[scheme].z_score
     rows = []
@@ -174,7 +178,7 @@ def run(out: Path, cfg: Config, progress: bool = True) -> dict[str, Any]:
             for n in tqdm(sorted(cfg.observed), desc=scheme, disable=not progress or None):
                 rows += attacker_rows(bench, scheme, observed, n)
         for r in rows:
-            r["seed_bits"] = rules.SEED_BITS if SCHEMES[r["scheme"]][1] == "keyed-content" else ""
+            r["seed_bits"] = rules.SEED_BITS if SCHEMES[r["scheme"]][1] in rules.SEEDED_RULES else ""
     finally:
         rules.SEED_BITS = saved
     wall = time.time() - start

@@ -5,8 +5,8 @@ Two nulls:
 * ``binomial`` -- each scored bit is green with probability 1/2, independently: the exact one-sided
   binomial test. Right on average over keys, but for one fixed key the bits of real images are
   correlated, and a context-only rule's few green choices line up with that structure by chance.
-* ``self-normalised`` (default for ``keyed-spatial`` and ``keyed-content``) -- the null is estimated from the
-  image's own bits. For every cell (scale, bit index j, context) take q, the share of ones among the cell's positions, and
+* ``self-normalised`` (default for ``keyed-spatial`` and the keyed-content rules) -- the null is estimated from
+  the image's own bits. For every cell (scale, bit index j, context) take q, the share of ones among the cell's positions, and
   score each position as green with probability q or 1-q by its green value. The statistic
   z = (G - E) / sqrt(V) then has, for *any* fixed bits and a random key, mean 0 and variance 1 exactly;
   and since it subtracts the image's own per-cell statistics, a fixed key does not drift on correlated
@@ -41,7 +41,8 @@ Predictor = Callable[[Sequence[torch.Tensor]], Sequence[torch.Tensor]]  # pyrami
 COUNTINGS = ("token", "stream")
 
 
-PER_POSITION_RULES = ("keyed-spatial", "keyed-content")  # rules whose green values vary over a cell's positions
+# rules whose green values vary over a cell's positions
+PER_POSITION_RULES = ("keyed-spatial", "keyed-content", "keyed-content-robust")
 
 
 def default_null(rule: str) -> str:
@@ -133,14 +134,14 @@ class BitDetector:
             raise ValueError(f"unknown null {null!r}; choose one of {', '.join(NULLS)}")
         if null == "model" and (cfg.rule not in PER_POSITION_RULES or predictor is None or unique or prior is not None):
             raise ValueError(
-                "the model null needs a per-position rule (keyed-spatial or keyed-content: with a shared green value "
-                "per cell the signs of a cell are not independent), predictor= and neither unique counting nor a prior"
+                "the model null needs a per-position rule (keyed-spatial or a keyed-content rule: with a shared green "
+                "value per cell the signs of a cell are not independent), predictor= and neither unique counting nor a prior"
             )
         if predictor is not None and null != "model":
             raise ValueError("predictor= is the model null's; pass null='model' with it")
         if null == "self-normalised" and cfg.rule not in PER_POSITION_RULES:
             raise ValueError(
-                f"the self-normalised null needs the keyed-spatial or keyed-content rule; with {cfg.rule!r} all positions "
+                f"the self-normalised null needs the keyed-spatial or a keyed-content rule; with {cfg.rule!r} all positions "
                 "of a cell share one green value, so a null fitted per cell absorbs the mark. Use null='binomial'."
             )
         if counting not in COUNTINGS:

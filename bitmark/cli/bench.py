@@ -13,7 +13,8 @@ from pathlib import Path
 from bitmark.cli.backend_options import add_backend_arguments, backend_from_args
 from bitmark.cli.common import EXIT_OK, UsageError, add_threads, positive_int
 
-BENCHES = ("speed", "null", "recoverability", "robustness", "radioactivity", "compat", "scan", "stealing", "detect-speed", "spending", "steganalysis")
+BENCHES = ("speed", "null", "recoverability", "robustness", "radioactivity", "compat", "scan", "stealing", "seed-bits",
+           "detect-speed", "spending", "steganalysis")
 
 
 def add_parser(sub) -> None:
@@ -92,10 +93,18 @@ def add_parser(sub) -> None:
     st.add_argument("--targets", type=positive_int, default=200,
                     help="forged clean, forged real and laundered marked images each")
     st.add_argument("--seed-bits", type=positive_int, default=None,
-                    help="keyed-content seed width for this run (a design sweep; default: the rule's)")
-    st.add_argument("--schemes", default=None, help="comma-separated bit schemes (default: all)")
+                    help="keyed-content(-robust) seed width for this run (a design sweep; default: the rule's)")
+    st.add_argument("--schemes", default=None,
+                    help="comma-separated bit schemes (default: keyed-spatial (old default),keyed-content; "
+                         "also keyed-content-robust)")
     _common_options(st)
     st.set_defaults(func=run_stealing)
+
+    sb = names.add_parser("seed-bits", help="which parent bits survive the headline attacks and how often seeds repeat")
+    sb.add_argument("--num", type=positive_int, default=1000, help="marked samples (entropy, seed collisions)")
+    sb.add_argument("--attacked", type=positive_int, default=200, help="of those, attacked (survival shares)")
+    _common_options(sb)
+    sb.set_defaults(func=run_seed_bits)
 
     ds = names.add_parser("detect-speed", help="images/s of bitmark detect from PNG files, resynchronisation off and on")
     ds.add_argument("--num", type=positive_int, default=128, help="watermarked samples written as PNG")
@@ -211,6 +220,16 @@ def run_scan(args: argparse.Namespace) -> int:
         run(num=args.num, as_json=args.json)
     except RayMissing as e:
         raise UsageError(str(e)) from None
+    return EXIT_OK
+
+
+def run_seed_bits(args: argparse.Namespace) -> int:
+    from bitmark.benchmarks import seed_bits
+
+    if args.attacked > args.num:
+        raise UsageError(f"--attacked ({args.attacked}) must be at most --num ({args.num})")
+    result = seed_bits.measure(seed_bits.Config(num=args.num, attacked=args.attacked))
+    print(json.dumps(result) if args.json else seed_bits.summary(result))
     return EXIT_OK
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-RULES = ("keyed-spatial", "keyed", "bitmark-2025", "keyed-content")
+RULES = ("keyed-spatial", "keyed", "bitmark-2025", "keyed-content", "keyed-content-robust")
 DEFAULT_RULE = "keyed-spatial"
 KEY_FORMAT = "bitmark-key"
 KEY_VERSION = 2
@@ -69,7 +69,8 @@ class WatermarkConfig:
     rule:    "keyed-spatial" (default; green choice salted by the token's grid position),
              "keyed" (context-only, shift-invariant), "bitmark-2025" (the published, unkeyed rule) or
              "keyed-content" (each token's table seeded by its position and its parent token's bits: harder
-             to steal from observed images, less robust; see bitmark.core.rules).
+             to steal from observed images, less robust; see bitmark.core.rules) or "keyed-content-robust"
+             (the same, seeded by the parent bits that best survive re-encoding on the shipped models).
     context: n, the width of the in-token window: a bit's green value depends on the n-1 bits before it.
     delta:   logit bias added to the green value while sampling; finite and > 0 (a key with delta 0 would
              label unmarked samples as marked under its id).

@@ -9,6 +9,9 @@ token, read as an integer with bit j-1 as the least significant bit. Its green v
     keyed-content  (B, h*w, d, 2^(n-1)) per image: each token's table is seeded by a keyed hash of its grid
                    position and the first SEED_BITS bits of its parent token on the previous scale, so the
                    same cell recurs across images only where their coarse content agrees (see `seeds`)
+    keyed-content-robust  as keyed-content, but the seed is read from the parent bits in ROBUST_SEED_ORDER
+                   (the bits of the shipped photos tokenizer that best survive JPEG, noise and regeneration
+                   per bit of entropy, issue 15), not from the first bits; its tables are domain-separated
 
 Tables are derived from the secret with SHAKE-256 (a keyed extendable-output function), so they are the
 same on every run, process and machine, and are computed once per (scale, grid, d) and cached.
@@ -25,7 +28,13 @@ from bitmark.core.keys import WatermarkConfig, WatermarkKey
 
 _DOMAIN = b"bitmark/green-table/v1\x00"
 _CONTENT_DOMAIN = b"bitmark/content-table/v1\x00"
-SEED_BITS = 16  # keyed-content: bits of the parent token that seed a token's table (at most d)
+SEED_BITS = 16  # keyed-content(-robust): bits of the parent token that seed a token's table (at most d)
+SEEDED_RULES = ("keyed-content", "keyed-content-robust")  # rules whose tables depend on the coarser bits
+# keyed-content-robust: parent bit indices in the order they enter the seed. Ranked on the shipped photos models
+# (issue 13's channel-robust pair) by entropy / -log2(worst survival under JPEG 75, noise 0.05 and autoencoder
+# regeneration) of scale 2's bits, which seed the finest scale; benchmarks/RESULTS.md, issue 15 section.
+ROBUST_SEED_ORDER = (1, 5, 0, 21, 26, 12, 13, 11, 31, 6, 27, 19, 14, 8, 3, 15,
+                     16, 29, 23, 10, 18, 28, 7, 20, 17, 30, 9, 22, 25, 4, 2, 24)
 
 
 def contexts(bits: torch.Tensor, n: int) -> torch.Tensor:
@@ -61,8 +70,8 @@ class GreenRule:
 
     @property
     def seeded(self) -> bool:
-        """True when a token's table also depends on the bits of coarser scales (keyed-content)."""
-        return self.config.rule == "keyed-content"
+        """True when a token's table also depends on the bits of coarser scales (keyed-content, -robust)."""
+        return self.config.rule in SEEDED_RULES
 
     def token_tables(self, scale: int, h: int, w: int, d: int, coarser: list[torch.Tensor] | None = None) -> torch.Tensor:
         """The green tables the tokens of one scale use: (h*w | 1, d, S) for fixed-table rules, or
@@ -73,7 +82,7 @@ class GreenRule:
             raise ValueError(f"keyed-content: scale {scale}'s tables need the bits of the {scale} coarser scale(s)")
         if scale == 0:
             return self.content_table(scale, h, w, d, torch.zeros(1, h * w, dtype=torch.long))
-        return self.content_table(scale, h, w, d, seeds(coarser[scale - 1], h, w, d))
+        return self.content_table(scale, h, w, d, seeds(coarser[scale - 1], h, w, d, self.config.rule))
 
     def content_table(self, scale: int, h: int, w: int, d: int, seed: torch.Tensor) -> torch.Tensor:
         """keyed-content tables (B, L, d, S) for seeds (B, L): one SHAKE-256 draw per distinct (position, seed)."""
@@ -82,6 +91,8 @@ class GreenRule:
         code = torch.arange(L, dtype=torch.long).view(1, L) * (1 << SEED_BITS) + seed.long()
         unique, inverse = torch.unique(code.reshape(-1), return_inverse=True)
         label = _CONTENT_DOMAIN + self._key.secret + f"|n={self.n}|scale={scale}|d={d}|grid={h}x{w}|".encode()
+        if self.config.rule != "keyed-content":  # keyed-content's label is unchanged: its keys keep their tables
+            label += f"rule={self.config.rule}|".encode()
         size = (d * S + 7) // 8
         stream = b"".join(hashlib.shake_256(label + c.to_bytes(8, "little")).digest(size) for c in unique.tolist())
         bits = np.unpackbits(np.frombuffer(stream, dtype=np.uint8).reshape(len(unique), size), axis=1, bitorder="little")
@@ -123,12 +134,21 @@ class GreenRule:
         return torch.gather(full, -1, ctx.long().unsqueeze(-1)).squeeze(-1)
 
 
-def seeds(parent: torch.Tensor, h: int, w: int, d: int) -> torch.Tensor:
-    """keyed-content seeds of an (h, w) grid from the previous scale's bits `parent` (B, h', w', d): the first
-    min(SEED_BITS, d) bits of the token covering the same place, read as an integer. (B, h*w) int64."""
+def seed_indices(rule: str, d: int, width: int | None = None) -> list[int]:
+    """The parent bit indices (< d) that seed a token's table under `rule`, in the order they enter the seed:
+    the first `width` (default SEED_BITS) of range(d) (keyed-content) or of ROBUST_SEED_ORDER (-robust)."""
+    if rule not in SEEDED_RULES:
+        raise ValueError(f"{rule!r} has no seeded tables; seeded rules are {', '.join(SEEDED_RULES)}")
+    order = range(d) if rule == "keyed-content" else [i for i in ROBUST_SEED_ORDER if i < d]
+    return list(order)[: SEED_BITS if width is None else width]
+
+
+def seeds(parent: torch.Tensor, h: int, w: int, d: int, rule: str = "keyed-content") -> torch.Tensor:
+    """Seeds of an (h, w) grid from the previous scale's bits `parent` (B, h', w', d): the `seed_indices` bits of
+    the token covering the same place, read as an integer (the k-th index is bit k). (B, h*w) int64."""
     B, hp, wp, dp = parent.shape
     rows = torch.arange(h) * hp // h
     cols = torch.arange(w) * wp // w
-    k = min(SEED_BITS, dp, d)
-    bits = parent[:, rows][:, :, cols][..., :k].long()  # (B, h, w, k)
-    return (bits << torch.arange(k)).sum(-1).reshape(B, h * w)
+    idx = seed_indices(rule, min(dp, d))
+    bits = parent[:, rows][:, :, cols][..., idx].long()  # (B, h, w, k)
+    return (bits << torch.arange(len(idx))).sum(-1).reshape(B, h * w)
