@@ -36,8 +36,9 @@ grid is in place pays nothing for the search. JPEG, blur and WebP remove the tex
 sends most such images to the search, where they are tested at weight · fpr.
 
 On by default in `bitmark detect`, `bitmark scan`, `WatermarkFilter` and `make_image_detector` (`--no-resync`,
-resync=False: the plain detector): on the shipped models it costs at most 0.02 TPR@1% on every non-geometric
-attack of the robustness benchmark (benchmarks/RESULTS.md, "Resynchronisation by default").
+resync=False: the plain detector): on the shipped models it costs at most 0.004 TPR@1% on every non-geometric
+attack of the robustness benchmark, whose ceiling for a default is 0.02 (benchmarks/RESULTS.md,
+"Resynchronisation by default").
 """
 
 from __future__ import annotations
@@ -280,8 +281,7 @@ class ResyncDetector(ImageDetector):
         samples rotated by 5-15 degrees: the angle with the best keyed z was among the top two every time)."""
         if not self.turns or self.rotations <= 0:
             return []
-        grid = self.turn_grid.expand(len(self.turns), -1, -1, -1)
-        undone = F.grid_sample(x.expand(len(self.turns), -1, -1, -1), grid, mode="bicubic", padding_mode="zeros",
+        undone = F.grid_sample(x.expand(len(self.turns), -1, -1, -1), self.turn_grid, mode="bicubic", padding_mode="zeros",
                                align_corners=False).clamp(0, 1)
         score = grid_score(undone, self.bases, self.cell, self.clear.expand(len(self.turns), -1))[0]
         return [self.turns[i] for i in score.argsort(descending=True)[: self.rotations].tolist()]

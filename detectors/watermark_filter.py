@@ -42,7 +42,7 @@ class WatermarkFilter:
     def __init__(self, key: WatermarkKey, fpr: float = 0.01, encoder: Encoder | None = None, batch_size: int = 256,
                  resync: bool = True):
         """resync: undo crops, flips and rotations first (`bitmark.detectors.resync`; with the shipped tokenizer,
-        whose cell texture it reads; other encoders detect without it). False: the plain detector, ~30x faster."""
+        whose cell texture it reads; other encoders detect without it). False: the plain detector, ~15x faster."""
         from bitmark.detectors.resync import make_image_detector
 
         if encoder is None:
