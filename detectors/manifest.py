@@ -104,7 +104,9 @@ def check_header(found: dict[str, Any], wanted: dict[str, Any], path: Path) -> N
     if diffs:
         raise ManifestError(
             f"{path} was written by another scan configuration, so its verdicts do not hold for this one:\n  "
-            + "\n  ".join(diffs) + "\nscan into a new --out (or rerun with the manifest's own settings)"
+            + "\n  ".join(diffs) + "\nscan into a new --out (or rerun with the manifest's own settings"
+            + (f", here {'--resync' if found.get('resync') else '--no-resync'}" if found.get("resync") != wanted.get("resync") else "")
+            + ")"
         )
 
 

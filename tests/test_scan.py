@@ -78,3 +78,19 @@ def test_scan_command(folder, tmp_path, capsys):
     assert main(["scan", str(root), "--key", str(key), "--out", str(out), "--json"]) == 1
     assert json.loads(capsys.readouterr().out)["new"] == 0  # nothing is scanned twice
     assert len(np.unique([json.loads(line)["path"] for line in out.read_text().splitlines()[1:]])) == 9
+
+
+def test_a_manifest_keeps_its_resync_setting(folder, tmp_path):
+    """The stage is on by default; a manifest scanned without it is refused by a default rerun, which names the flag."""
+    from bitmark.detectors.manifest import ManifestError
+
+    root, tok = folder
+    manifest = tmp_path / "m.jsonl"
+    scan(fixed_key(0), [root], manifest, limit=2, encoder=tok, progress=False, resync=False)
+    assert json.loads(manifest.read_text().splitlines()[0])["resync"] is False
+    with pytest.raises(ManifestError, match="--no-resync"):
+        scan(fixed_key(0), [root], manifest, encoder=tok, progress=False)
+    assert scan(fixed_key(0), [root], manifest, encoder=tok, progress=False, resync=False)["files"] == 9
+    other = tmp_path / "on.jsonl"
+    scan(fixed_key(0), [root], other, limit=2, encoder=tok, progress=False)
+    assert json.loads(other.read_text().splitlines()[0])["resync"] is True
