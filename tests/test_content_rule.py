@@ -89,11 +89,13 @@ def test_new_attacks_are_registered():
         attacks.get("average_forge", 10, observed=np.zeros((3, 32, 32, 3), np.uint8))
 
 
-def test_adaptive_estimate_reads_cells_that_repeat():
+@pytest.mark.parametrize("rule, d", [("keyed-content", 16), ("keyed-content-robust", 32)])
+def test_adaptive_estimate_reads_cells_that_repeat(rule, d):
     """Where the coarse content repeats (here: fixed coarse logits), the seeds repeat and the adaptive
-    estimate calls the fine scale's cells right on fresh images."""
-    key = fixed_key(303, rule="keyed-content")
-    sides, d = (1, 2, 4), 16
+    estimate (told the rule) calls the fine scale's cells right on fresh images. keyed-content-robust reads
+    its seed from bits chosen for 32-bit tokens, hence d = 32 there."""
+    key = fixed_key(303, rule=rule)
+    sides = (1, 2, 4)
 
     def draw(num, seed):
         g = torch.Generator().manual_seed(seed)
@@ -105,7 +107,7 @@ def test_adaptive_estimate_reads_cells_that_repeat():
         return out
 
     observed, fresh = draw(300, 1), draw(200, 2)
-    guess, truth = ContentStolenRule(observed)(fresh), BitDetector(key).green_status(fresh)
+    guess, truth = ContentStolenRule(observed, rule=rule)(fresh), BitDetector(key).green_status(fresh)
     called = guess[2] != 0
     assert called.float().mean() > 0.5 and (guess[2] == truth[2])[called].float().mean() > 0.8
 
