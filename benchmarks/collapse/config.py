@@ -87,6 +87,10 @@ PRESETS = {
     # that answer it, full per-generation budget, T x seeds sized to about 35 min of one core for 4 runs
     "web": CollapseConfig(generations=4, seeds=3, regimes=("fresh",),
                           arms=("none", "watermark@0.01", "oracle", "random")),
+    # the full run issue 20 asks for, once per (--channel, --marked-share): 10 generations x 5 seeds, fresh and
+    # accumulate, the six arms that answer it (+ mark-oracle below share 1); 60 cells (70), about 2.5 hours of one core
+    "web-full": CollapseConfig(generations=10, seeds=5, regimes=("fresh", "accumulate"),
+                               arms=("none", "watermark@0.01", "oracle", "random", "entropy", "confidence")),
     # the test suite's smoke run
     "smoke": CollapseConfig(generations=1, seeds=1, samples=16, fresh_pool=32, accumulate_real=16, steps=2,
                             batch_size=4, regimes=("fresh", "replace"), heldout=200, gen0_pool=300,
