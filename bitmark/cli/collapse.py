@@ -10,7 +10,7 @@ from bitmark.cli.backend_options import add_backend_arguments, backend_from_args
 from bitmark.cli.common import EXIT_OK, add_threads, positive_int
 
 # the names of bitmark.benchmarks.collapse.config.PRESETS, not imported so that --help stays light (a test checks them)
-PRESETS = ("full", "quick", "web", "smoke")
+PRESETS = ("full", "quick", "web", "web-full", "smoke")
 
 
 def share(text: str) -> float:
@@ -31,7 +31,8 @@ def add_parser(sub) -> None:
     size.add_argument("--quick", action="store_true", help="a small configuration (under 5 minutes)")
     size.add_argument("--preset", choices=PRESETS, default=None,
                       help="a named configuration: full (default), quick, web (fresh, 4 arms: the reduced run of the "
-                           "channel x marked-share study), smoke (the tests')")
+                           "channel x marked-share study), web-full (issue 20's full run: 10 generations x 5 seeds, fresh and "
+                           "accumulate, six arms), smoke (the tests')")
     c.add_argument("--seeds", type=positive_int, default=None, help="override the preset's number of seeds (full 3, quick 1)")
     c.add_argument("--generations", type=positive_int, default=None, help="override the preset's T (full 8, quick 2)")
     c.add_argument("--channel", default=None, metavar="SPEC",
