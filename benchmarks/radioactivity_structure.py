@@ -84,7 +84,8 @@ class StructureTests:
             num_real, num_samples = reference_sizes(self.exp.plan.num_samples)
             real = load_dataset(self.exp.plan.data, "train").images[:num_real]
             classes = class_indices(num_samples, list(self.exp.classes), None)
-            samples, _ = sample_images(self.exp.shipped, self.exp.tok, classes, key=None, seed=REFERENCE_SEED, progress=False)
+            samples, _ = sample_images(self.exp.shipped, self.exp.tok, classes, key=None, seed=REFERENCE_SEED,
+                                       progress=False)
             arrays = {}
             for null in nulls:
                 for name, images in (("real", real), ("samples", samples)):
@@ -94,11 +95,10 @@ class StructureTests:
             np.savez(tmp, **arrays)
             tmp.replace(path)
         data = np.load(path)
-        out = {}
-        for null in nulls:
-            out[null] = [[data[k] for k in sorted((k for k in data.files if k.startswith(f"{null}/{name}/")),
-                                                  key=lambda k: int(k.rsplit("/", 1)[1]))] for name in ("real", "samples")]
-        return out
+        def tables(prefix: str) -> list[np.ndarray]:  # per scale, in scale order
+            return [data[k] for k in sorted((k for k in data.files if k.startswith(prefix)), key=lambda k: int(k.rsplit("/", 1)[1]))]
+
+        return {null: [tables(f"{null}/{name}/") for name in ("real", "samples")] for null in nulls}
 
     def _key_signs(self, res: structure.Residuals, d: int) -> tuple:
         if self._signs is None:
@@ -162,7 +162,8 @@ class StructureTests:
         return images
 
 
-def row(arm: dict, scores: dict[str, np.ndarray], control: dict[str, np.ndarray] | None, null: str, method: str) -> dict:
+def row(arm: dict, scores: dict[str, np.ndarray], control: dict[str, np.ndarray] | None, null: str,
+        method: str) -> dict:
     """Test B (and Mann-Whitney against the control's outputs) for one arm and one variant."""
     name = variant_name(null, method)
     z, other = scores[f"{name}/z"], scores[f"{name}/other_key_mean_z"]
@@ -247,8 +248,8 @@ def run_more(out: str | Path, more: int) -> list[dict]:
         raise ValueError(f"{out} has no finished arm")
     rows = evaluate(exp, arms, more)
     write_csv(out / "structure_more.csv", rows)
-    text = summary(rows, plan.num_samples).replace("## Test B with the positional structure removed",
-                                                    f"## Test B with the structure removed, on {plan.num_samples} + {more} outputs")
+    title = f"## Test B with the structure removed, on {plan.num_samples} + {more} outputs"
+    text = summary(rows, plan.num_samples).replace("## Test B with the positional structure removed", title)
     (out / "structure_more.md").write_text(text + f"\nWall time {(time.time() - t0) / 60:.1f} min.\n")
     log.info("wrote %s and %s", out / "structure_more.csv", out / "structure_more.md")
     return rows

@@ -151,9 +151,13 @@ def remove_structure(res: Residuals, method: str, references: Sequence[Sequence[
     for i, (ctx, r, grid) in enumerate(zip(res.ctx, res.r, res.grids)):
         m_hat = structure_estimate(*positional_sums(ctx, r, res.num_contexts), grid, method,
                                    [ref[i] for ref in references])  # (L, J, S)
-        at = np.take_along_axis(np.broadcast_to(m_hat, (len(r), *m_hat.shape)), ctx[..., None], -1)[..., 0]
-        out.append(r - at)
+        out.append(r - _at(m_hat, ctx))
     return replace(res, r=tuple(out))
+
+
+def _at(table: np.ndarray, ctx: np.ndarray) -> np.ndarray:
+    """A per-cell table (L, J, S) read at each image's bits: (B, L, J), by the bit's context."""
+    return np.take_along_axis(np.broadcast_to(table, (len(ctx), *table.shape)), ctx[..., None], -1)[..., 0]
 
 
 def _spread(res: Residuals) -> np.ndarray:
@@ -164,8 +168,7 @@ def _spread(res: Residuals) -> np.ndarray:
 def image_z(res: Residuals, signs: Sequence[np.ndarray]) -> np.ndarray:
     """Per image z = sum sign * r / sqrt(sum r^2) for one key's signs, per scale (L, J, S) of +-1; 0 where the
     spread is 0. With `method='none'` residuals this is the self-normalised detector's z (equal weights)."""
-    total = sum((np.take_along_axis(np.broadcast_to(sg, (len(r), *sg.shape)), ctx[..., None], -1)[..., 0] * r).sum((1, 2))
-                for sg, ctx, r in zip(signs, res.ctx, res.r))
+    total = sum((_at(sg, ctx) * r).sum((1, 2)) for sg, ctx, r in zip(signs, res.ctx, res.r))
     spread = _spread(res)
     return np.divide(total, spread, out=np.zeros_like(spread), where=spread > 0)
 
@@ -176,7 +179,7 @@ def mean_z(res: Residuals, signs: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
     spread = _spread(res)
     inv = np.divide(1.0, spread, out=np.zeros_like(spread), where=spread > 0)[:, None, None, None]
     cells = [(_one_hot(ctx, res.num_contexts) * (r[..., None] * inv)).mean(0) for ctx, r in zip(res.ctx, res.r)]
-    return np.array([sum(float((np.asarray(sg) * a).sum()) for sg, a in zip(key_signs_, cells)) for key_signs_ in signs])
+    return np.array([sum(float((np.asarray(sg) * a).sum()) for sg, a in zip(per_scale, cells)) for per_scale in signs])
 
 
 def key_signs(key, grids: Sequence[tuple[int, int]], scales: Sequence[int], d: int) -> list[np.ndarray]:
@@ -187,4 +190,5 @@ def key_signs(key, grids: Sequence[tuple[int, int]], scales: Sequence[int], d: i
     if not rule.spatial:
         raise ValueError("structure removal needs the keyed-spatial rule: with one green value per cell for all "
                          "positions the neighbours share the key's sign")
-    return [rule.table(s, h, w, d)[:, rule.n - 1 :, :].numpy().astype(np.int8) * 2 - 1 for s, (h, w) in zip(scales, grids)]
+    return [rule.table(s, h, w, d)[:, rule.n - 1 :, :].numpy().astype(np.int8) * 2 - 1
+            for s, (h, w) in zip(scales, grids)]

@@ -64,6 +64,12 @@ def test_bench_radioactivity_needs_out():
     assert e.value.code == 2
 
 
+@pytest.mark.parametrize("shares", ["1.5", "0.1,x"])
+def test_bench_radioactivity_refuses_bad_shares(tmp_path, shares, capsys):
+    assert main(["bench", "radioactivity", "--out", str(tmp_path / "r"), "--shares", shares]) == 2
+    assert "--shares" in capsys.readouterr().err and not (tmp_path / "r").exists()  # refused before any work
+
+
 def test_report_rows_on_synthetic_arms():
     """The per-arm figures with enough negatives for a TPR: a shifted arm against its 0% control."""
     from bitmark.benchmarks.radioactivity_report import rows_for

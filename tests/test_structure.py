@@ -22,7 +22,8 @@ def _sample(rng, num, bias, signs=None, eps=0.0):
     bits = np.zeros((num, L, D), bool)
     bits[..., 0] = rng.random((num, L)) < 0.5 + bias[:, 0]
     for j in range(1, D):
-        p = 0.5 + bias[:, j] + (0.0 if signs is None else eps * signs[np.arange(L), j - 1, bits[..., j - 1].astype(int)])
+        mark = 0.0 if signs is None else eps * signs[np.arange(L), j - 1, bits[..., j - 1].astype(int)]
+        p = 0.5 + bias[:, j] + mark
         bits[..., j] = rng.random((num, L)) < p
     return bits.reshape(num, *GRID, D)
 

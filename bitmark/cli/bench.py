@@ -62,7 +62,8 @@ def add_parser(sub) -> None:
     ra.add_argument("--out", required=True, help="output folder (finished arms there are reused)")
     ra.add_argument("--quick", action="store_true", help="2 shares, short training")
     ra.add_argument("--data", default="photos", help="which shipped models and held-out crops")
-    ra.add_argument("--shares", default=None, help="comma-separated marked shares, e.g. 0.1,0.05,0.01,0 (0 = the control)")
+    ra.add_argument("--shares", default=None,
+                    help="comma-separated marked shares, e.g. 0.1,0.05,0.01,0 (0 = the control; default 1,0.5,0.1,0.05,0)")
     add_backend_arguments(ra)
     _common_options(ra)
     ra.set_defaults(func=run_radioactivity)
