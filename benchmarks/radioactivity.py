@@ -12,7 +12,8 @@ arms); they go through PNG and are re-encoded, and the owner's detector scores t
 report: `bitmark.benchmarks.radioactivity_report`.
 
 Resumable: each finished arm leaves `arms/<variant>-<share>/scores.npz` (and its weights) in the output
-folder and is skipped on the next run; an interrupted training resumes from its checkpoint.
+folder and is skipped on the next run; an interrupted training resumes from its checkpoint. Test B with the
+suspects' positional structure removed (`bitmark.benchmarks.radioactivity_structure`) reuses the saved outputs.
 
 Run: `bitmark bench radioactivity [--quick] --out DIR [--json]` or `python -m bitmark.benchmarks.radioactivity`.
 """
@@ -215,9 +216,14 @@ def run(out: str | Path, quick: bool = False, as_json: bool = False, plan: Plan 
     for variant, share in progress(todo, desc="radioactivity arms"):
         arms.append(exp.arm(variant, share))
         log.info("%s: mean z %.3f", arm_name(variant, share), arms[-1]["scores"]["z"].mean())
-    result = report.write(exp.out, plan, arms, exp.reference_scores(), wall_s=time.time() - t0)
+    from bitmark.benchmarks import radioactivity_structure
+
+    structure_rows = radioactivity_structure.evaluate(exp, arms)
+    result = report.write(exp.out, plan, arms, exp.reference_scores(), wall_s=time.time() - t0, structure=structure_rows)
     if as_json:
         for row in result["rows"]:
+            print(json.dumps(row))
+        for row in result["structure"]:  # test B with the structure removed: these rows carry "null" and "structure"
             print(json.dumps(row))
     else:
         print((exp.out / "summary.md").read_text())

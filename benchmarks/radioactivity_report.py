@@ -20,7 +20,7 @@ from bitmark.detectors import suspect
 
 FPR = 0.01
 LINES = ("-", "--", ":", "-.", (0, (5, 1)))
-FILES = ("plan.json", "radioactivity.csv", "scores.csv", "summary.md", "radioactivity.png")
+FILES = ("plan.json", "radioactivity.csv", "scores.csv", "summary.md", "radioactivity.png", "structure.csv")
 SMALL_SAMPLES = 500  # outputs per arm below which the figures of a run are indicative only
 
 
@@ -232,7 +232,10 @@ def summary(plan, rows: list[dict], reference: dict, wall_s: float, machine: str
     return "\n".join(lines) + "\n"
 
 
-def write(out: Path, plan, arms: list[dict], reference: dict, wall_s: float) -> dict:
+def write(out: Path, plan, arms: list[dict], reference: dict, wall_s: float, structure: list[dict] | None = None) -> dict:
+    """The files of a run; `structure`: the rows of `radioactivity_structure` (test B with the suspects'
+    positional structure removed), written to structure.csv and appended to the summary."""
+    from bitmark.benchmarks import radioactivity_structure
     from bitmark.evaluation import provenance
 
     real = reference["real"]["z"]
@@ -241,5 +244,11 @@ def write(out: Path, plan, arms: list[dict], reference: dict, wall_s: float) -> 
     write_scores(out / "scores.csv", arms, reference)
     plot(out / "radioactivity.png", arms, real)
     machine = provenance.machine()
-    (out / "summary.md").write_text(summary(plan, rows, reference, wall_s, machine))
-    return {"rows": rows, "wall_s": round(wall_s, 1), "machine": machine, "files": list(FILES)}
+    text = summary(plan, rows, reference, wall_s, machine)
+    files = [f for f in FILES if f != "structure.csv"]
+    if structure:
+        write_csv(out / "structure.csv", structure)
+        text += "\n" + radioactivity_structure.summary(structure, plan.num_samples)
+        files.append("structure.csv")
+    (out / "summary.md").write_text(text)
+    return {"rows": rows, "structure": structure or [], "wall_s": round(wall_s, 1), "machine": machine, "files": files}

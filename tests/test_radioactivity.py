@@ -23,9 +23,14 @@ def test_mix_is_nested_and_keeps_the_size():
 def test_smoke_run_writes_the_outputs_and_resumes(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(radioactivity, "QUICK", TINY)
     assert main(["bench", "radioactivity", "--quick", "--out", str(tmp_path), "--json"]) == 0
-    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    rows, structure = [r for r in lines if "structure" not in r], [r for r in lines if "structure" in r]
     assert [(r["variant"], r["share"]) for r in rows] == [("scratch", 1.0), ("scratch", 0.0), ("finetune", 1.0), ("finetune", 0.0)]
-    for name in ("radioactivity.csv", "scores.csv", "summary.md", "radioactivity.png", "plan.json"):
+    assert len(structure) == 4 * 5  # every arm under every (null, structure) variant
+    for r, s in zip(rows, structure[::5]):  # the first variant (self-normalised, none) is the plain test B
+        assert (s["null"], s["structure"]) == ("self-normalised", "none")
+        assert s["z_mean"] == pytest.approx(r["z_mean"], abs=1e-9) and s["key_z"] == pytest.approx(r["key_z"], abs=1e-9)
+    for name in ("radioactivity.csv", "scores.csv", "summary.md", "radioactivity.png", "plan.json", "structure.csv"):
         assert (tmp_path / name).stat().st_size > 0
     with open(tmp_path / "radioactivity.csv") as f:
         table = list(csv.DictReader(f))
@@ -38,19 +43,31 @@ def test_smoke_run_writes_the_outputs_and_resumes(tmp_path, monkeypatch, capsys)
     assert sources.count("suspect_output") == 4 * 12 and sources.count("real") == 20
     summary = (tmp_path / "summary.md").read_text()
     assert "| finetune | 100% |" in summary and "Small run (2 shares, 12 outputs per arm" in summary
-    assert "Files: `plan.json`, `radioactivity.csv`" in summary
+    assert "Files: `plan.json`, `radioactivity.csv`" in summary and "## Test B with the positional structure removed" in summary
     # every arm finished: a second run loads them, and a run with another plan is refused
     before = (tmp_path / "arms" / "scratch-100" / "scores.npz").stat().st_mtime_ns
     radioactivity.run(tmp_path, plan=TINY, as_json=True)
     assert (tmp_path / "arms" / "scratch-100" / "scores.npz").stat().st_mtime_ns == before
     with pytest.raises(ValueError, match="another plan"):
         radioactivity.run(tmp_path, plan=radioactivity.Plan(num_samples=3))
+    # more outputs of the saved suspects, for test B on 12 + 4 of them
+    from bitmark.benchmarks.radioactivity_structure import run_more
+
+    more = run_more(tmp_path, 4)
+    assert len(more) == 20 and {r["n"] for r in more} == {16}
+    assert (tmp_path / "structure_more.csv").exists() and "on 12 + 4 outputs" in (tmp_path / "structure_more.md").read_text()
 
 
 def test_bench_radioactivity_needs_out():
     with pytest.raises(SystemExit) as e:  # --out is a required option of `bench radioactivity`
         main(["bench", "radioactivity", "--quick"])
     assert e.value.code == 2
+
+
+@pytest.mark.parametrize("shares", ["1.5", "0.1,x"])
+def test_bench_radioactivity_refuses_bad_shares(tmp_path, shares, capsys):
+    assert main(["bench", "radioactivity", "--out", str(tmp_path / "r"), "--shares", shares]) == 2
+    assert "--shares" in capsys.readouterr().err and not (tmp_path / "r").exists()  # refused before any work
 
 
 def test_report_rows_on_synthetic_arms():

@@ -65,6 +65,8 @@ def add_parser(sub) -> None:
     ra.add_argument("--out", required=True, help="output folder (finished arms there are reused)")
     ra.add_argument("--quick", action="store_true", help="2 shares, short training")
     ra.add_argument("--data", default="photos", help="which shipped models and held-out crops")
+    ra.add_argument("--shares", default=None,
+                    help="comma-separated marked shares, e.g. 0.1,0.05,0.01,0 (0 = the control; default 1,0.5,0.1,0.05,0)")
     add_backend_arguments(ra)
     _common_options(ra)
     ra.set_defaults(func=run_radioactivity)
@@ -191,8 +193,21 @@ def run_radioactivity(args: argparse.Namespace) -> int:
     from bitmark.benchmarks.radioactivity import run
     from bitmark.models import MissingWeights
 
+    plan = None
+    if args.shares:
+        import dataclasses
+
+        from bitmark.benchmarks.radioactivity import FULL, QUICK
+
+        try:
+            shares = tuple(float(s) for s in args.shares.split(","))
+        except ValueError as e:
+            raise UsageError(f"--shares: {e}") from e
+        if any(not 0 <= s <= 1 for s in shares):
+            raise UsageError("--shares: each share is between 0 and 1")
+        plan = dataclasses.replace(QUICK if args.quick else FULL, shares=shares)
     try:
-        run(args.out, quick=args.quick, as_json=args.json, data=args.data, backend=backend_from_args(args))
+        run(args.out, quick=args.quick, as_json=args.json, plan=plan, data=args.data, backend=backend_from_args(args))
     except MissingWeights as e:
         raise UsageError(str(e)) from e
     return EXIT_OK
