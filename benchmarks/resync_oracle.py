@@ -1,5 +1,5 @@
 """How much of the mark survives JPEG, a random crop and a flip even when the move is known exactly:
-`OMP_NUM_THREADS=1 python -m bitmark.benchmarks.resync_oracle [--num N] [--quality Q] [--keep K]`.
+`OMP_NUM_THREADS=1 python -m bitmark.benchmarks.resync_oracle [--num N] [--quality Q] [--keep K] [--no-flip] [--centre]`.
 
 The resynchronisation stage cannot read the move after JPEG (it removes the cell texture stage 1 reads), so
 the chain `jpeg:Q+random_crop:K+hflip:1` defeats it. This asks the question behind that: if the inverse
@@ -7,7 +7,8 @@ move were given (flip back, shrink the content back into its box, as `Move.undo`
 plain statistic see? The share of marked samples above z = 2.326 (the one-sided 1% level, with no search
 correction at all) is a ceiling for any resynchronisation of this chain with this tokenizer. The crop is
 the one `random_crop` makes (`attacks.classical._crop_resize`), with its offsets drawn here so that they
-are known.
+are known (`--centre`: the centred one of `crop`); `--quality 0` skips JPEG, `--no-flip` the flip. Both scores
+are given: over every token, and over the tokens inside the undone box only (what the stage scores).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import numpy as np
 Z_1PCT = 2.326  # one-sided 1% normal quantile
 
 
-def run(num: int = 300, quality: int = 75, keep: float = 0.8, seed: int = 5) -> dict:
+def run(num: int = 300, quality: int = 75, keep: float = 0.8, flip: bool = True, centre: bool = False,
+        seed: int = 5) -> dict:
     import torch
     from PIL import Image
 
@@ -40,20 +42,25 @@ def run(num: int = 300, quality: int = 75, keep: float = 0.8, seed: int = 5) -> 
     rng = np.random.default_rng(seed)
     z_all, z_inside = [], []
     for image in marked:
-        buf = io.BytesIO()
-        Image.fromarray(image).save(buf, "JPEG", quality=quality)
-        im = Image.open(buf).convert("RGB")
+        im = Image.fromarray(image)
+        if quality:
+            buf = io.BytesIO()
+            im.save(buf, "JPEG", quality=quality)
+            im = Image.open(buf).convert("RGB")
         side = max(1, round(size * keep))
-        left, top = round((size - side) * rng.random()), round((size - side) * rng.random())
+        fx, fy = (0.5, 0.5) if centre else (rng.random(), rng.random())
+        left, top = round((size - side) * fx), round((size - side) * fy)
         moved = im.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.LANCZOS)
-        moved = moved.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        move = Move(flip=True, box=(side, side, left, top))
+        if flip:
+            moved = moved.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        move = Move(flip=flip, box=(side, side, left, top))
         with torch.no_grad():
             pyramid = tok.quantizer.quantize(tok.encode_latent(move.undo(to_unit([np.asarray(moved)]))))[1]
         z_all.append(float(det.detect(pyramid).z_score[0]))
         z_inside.append(float(det.detect(pyramid, [inside([move.box], size, b.shape[1]) for b in pyramid]).z_score[0]))
     z_all, z_inside = np.array(z_all), np.array(z_inside)
-    return {"chain": f"jpeg:{quality}+random_crop:{keep:g}+hflip:1", "num": num,
+    chain = [f"jpeg:{quality}"] * bool(quality) + [f"{'crop' if centre else 'random_crop'}:{keep:g}"] + ["hflip:1"] * flip
+    return {"chain": "+".join(chain), "num": num,
             "mean_z": round(float(z_all.mean()), 3), "mean_z_inside_box": round(float(z_inside.mean()), 3),
             "share_above_1pct": round(float(np.mean(z_all > Z_1PCT)), 3),
             "share_above_1pct_inside_box": round(float(np.mean(z_inside > Z_1PCT)), 3)}
@@ -64,5 +71,7 @@ if __name__ == "__main__":
     ap.add_argument("--num", type=int, default=300)
     ap.add_argument("--quality", type=int, default=75)
     ap.add_argument("--keep", type=float, default=0.8)
+    ap.add_argument("--no-flip", action="store_true")
+    ap.add_argument("--centre", action="store_true")
     args = ap.parse_args()
-    print(json.dumps(run(args.num, args.quality, args.keep)))
+    print(json.dumps(run(args.num, args.quality, args.keep, not args.no_flip, args.centre)))
