@@ -86,6 +86,9 @@ class Config:
     resync: bool = True  # add the default scheme with the resynchronisation stage (bitmark.detectors.resync)
     resync_weights: tuple[float, ...] = (0.9, 0.95)  # shares of the FPR kept for the un-moved image; the first is the default
     quality: bool = True  # the quality-per-δ table (samples 3 more δ)
+    # the default scheme's null: None = the detectors' default (the model null with the detector card's weights,
+    # `bitmark.detectors.defaults`); "self-normalised" = the default before it
+    null: str | None = None
 
 
 def default_specs() -> list[str]:
@@ -106,7 +109,6 @@ class Bench:
 
     def __init__(self, cfg: Config, backend=None):
         from bitmark.backends import EmbeddedBackend, make_sampler
-        from bitmark.detectors import BitDetector
         from bitmark.models import dataset_of, load_classifier
 
         self.cfg, self.backend = cfg, backend or EmbeddedBackend("photos")
@@ -119,7 +121,7 @@ class Bench:
             self.real = self.sample(None, cfg.seed + 3, negatives)
         self.clean = self.sample(None, cfg.seed, max(negatives, cfg.num))  # the first num share the positives' seeds
         self.keys = {name: fixed_key(SCHEMES[name][0], rule=SCHEMES[name][1]) for name in cfg.schemes}
-        self.detectors = {name: BitDetector(key) for name, key in self.keys.items()}
+        self.detectors = {name: self.detector(key) for name, key in self.keys.items()}
         self.marked = {name: self.sample(key, cfg.seed) for name, key in progress_bar(self.keys.items(), desc="sampling", leave=False)}
         self.realigned = None
         if cfg.realign:
@@ -138,6 +140,16 @@ class Bench:
 
             self.resynced = ResyncDetector(self.backend.tok, self.detectors[DEFAULT], weight=cfg.resync_weights[0])
         self._observed: dict[str, np.ndarray] = {}
+
+    def detector(self, key):
+        """The detector of a scheme's key: the detectors' default for the embedded models (or `cfg.null` for the
+        default scheme's rule), the rule's own null for another backend's encoder."""
+        from bitmark.detectors import BitDetector
+        from bitmark.detectors.defaults import default_detector
+
+        if self.cfg.null is not None and key.config.rule == SCHEMES[DEFAULT][1]:
+            return BitDetector(key, null=self.cfg.null)
+        return default_detector(key, data=self.backend.data if self.backend.kind == "embedded" else None)
         self.pyramids = {name: self.encode(x) for name, x in self.marked.items()}
         negatives = self.encode(np.concatenate([self.clean, self.real]))
         self.untouched = {name: det.detect(negatives) for name, det in self.detectors.items()}  # un-attacked negatives
@@ -248,7 +260,6 @@ def baseline_rows(bench: Bench, specs: list[str]) -> list[dict[str, Any]]:
 
 def quality_rows(bench: Bench) -> list[dict[str, Any]]:
     """Quality cost per δ (default rule) next to clean and the clean-vs-clean floor; TPR after JPEG 75."""
-    from bitmark.detectors import BitDetector
     from bitmark.evaluation.quality import (
         frechet_distance,
         kernel_inception_distance,
@@ -276,7 +287,7 @@ def quality_rows(bench: Bench) -> list[dict[str, Any]]:
                "precision": pr["precision"], "recall": pr["recall"], "tpr_jpeg75": ""}
         if marked is not None:
             key, images = marked
-            det = BitDetector(key)
+            det = bench.detector(key)
             pos, neg = (det.detect(bench.encode(jpeg(x, seed=12))).z_score for x in (images, negatives))
             row["delta"] = key.config.delta
             row["tpr_jpeg75"] = tpr_at_fpr(pos, neg, 0.01)

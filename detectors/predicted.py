@@ -27,13 +27,17 @@ class GeneratorPredictor:
             raise ValueError(f"batch must be >= 1, got {batch}")
         self.generator, self.batch = generator, batch
 
+    @property
+    def grids(self) -> list[tuple[int, int]]:
+        """The token grids of the pyramids it predicts: the generator's schedule."""
+        return [(s, s) for s in self.generator.cfg.tokenizer.schedule]
+
     @torch.no_grad()
     def __call__(self, pyramid: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         gen = self.generator
-        schedule = gen.cfg.tokenizer.schedule
         grids = [tuple(t.shape[1:3]) for t in pyramid]
-        if grids != [(s, s) for s in schedule]:
-            raise ValueError(f"the generator predicts pyramids of grids {[(s, s) for s in schedule]}, got {grids}")
+        if grids != self.grids:
+            raise ValueError(f"the generator predicts pyramids of grids {self.grids}, got {grids}")
         B = pyramid[0].shape[0]
         device = next(gen.parameters()).device
         chunks = []

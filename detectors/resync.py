@@ -238,6 +238,9 @@ class ResyncDetector(ImageDetector):
     docstring). `detect_with_moves` also returns the move each verdict was read from.
 
     weight: share of the FPR kept for the un-moved image (the rest pays for the search); 1 turns the search off.
+    The un-moved image is tested by `detector`; the search candidates by the same key's detector with the rule's
+    default null when `detector` uses the model null (one generator pass per candidate would cost ~5 ms each).
+    Each candidate's statistic still has an exact null of its own, which is all the correction needs.
     angles: the rotations stage 1 ranks (by the same texture score, on the cells clear of the black corners) once
             it finds the grid moved; the best `rotations` of them are tested with the key.
     """
@@ -252,6 +255,7 @@ class ResyncDetector(ImageDetector):
         if not 0 < weight <= 1:
             raise ValueError(f"weight must be in (0, 1], got {weight}")
         self.size, self.cell, self.weight = encoder.cfg.image_size, encoder.patch, weight
+        self.search_bits = detector if detector.null != "model" else BitDetector(detector.key, fpr=detector.fpr, scales=detector.scales)
         self.candidates = Candidates(self.size, self.cell, min_side, min_aspect)
         self.bases = texture_bases(encoder.decoder_skip.weight, self.cell)
         self.turns = [Move(angle=float(a)) for a in angles if a]
@@ -331,16 +335,20 @@ class ResyncDetector(ImageDetector):
                     labels.append(_shifted(m, dx * self.cell, dy * self.cell))
                 r += 1
         pyramid = enc.quantizer.quantize(torch.cat(rows))[1]
-        boxes = [None] * B + [m.box for m in labels]
-        every = self.bits.detect(pyramid, [inside(boxes, self.size, b.shape[1]) for b in pyramid])
+        plain = self.bits.detect([t[:B] for t in pyramid])
         owner_a = np.asarray(owner, dtype=np.int64)
         tests = np.bincount(owner_a, minlength=B)
+        if not labels:
+            return Search(plain, plain, tests, [Move()] * B)
+        boxes = [m.box for m in labels]
+        searched = self.search_bits.detect([t[B:] for t in pyramid], [inside(boxes, self.size, t.shape[1]) for t in pyramid])
+        every = _concat([plain, searched])
         best = np.arange(B)  # an image without search candidates points at its own un-moved row
         for b in np.flatnonzero(tests):
             mine = np.flatnonzero(owner_a == b)
-            best[b] = B + mine[every.neg_log10_p[B + mine].argmax()]
+            best[b] = B + mine[searched.neg_log10_p[mine].argmax()]
         moves = [labels[j - B] if j >= B else Move() for j in best]
-        return Search(_rows(every, np.arange(B)), _rows(every, best), tests, moves)
+        return Search(plain, _rows(every, best), tests, moves)
 
     def _flush(self, batch) -> Iterator[dict[str, Any]]:
         """`detect_files` rows, with the move each verdict was read from (`resync`: "none" when un-moved)."""

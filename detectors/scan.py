@@ -144,22 +144,23 @@ def open_manifest(manifest: str | Path, header: dict[str, Any]) -> Iterator[Mani
 def scan(
     key, inputs: Iterable[str | Path], manifest: str | Path, fpr: float = 0.01, keep_list: str | Path | None = None,
     limit: int | None = None, batch_size: int = 64, encoder=None, progress: bool = True, resync: bool = True,
-    engine: str = "local", **engine_options: Any,
+    engine: str = "local", data: str | Path | None = "photos", null: str | None = None, **engine_options: Any,
 ) -> dict[str, Any]:
     """Scan the image files under `inputs` not yet in `manifest`; at most `limit` new files when given.
 
+    data, null: which detector (`WatermarkFilter`): by default the model null of `data`'s detector card.
     engine: "local" (this process) or "ray" (`scan_ray.scan_ray`, which takes `engine_options`).
     Returns counts: files in the manifest, new this run, flagged, errors, and whether files remain."""
     if engine == "ray":
         from bitmark.detectors.scan_ray import scan_ray
 
         return scan_ray(key, inputs, manifest, fpr=fpr, keep_list=keep_list, limit=limit, batch_size=batch_size,
-                        encoder=encoder, progress=progress, resync=resync, **engine_options)
+                        encoder=encoder, progress=progress, resync=resync, data=data, null=null, **engine_options)
     if engine != "local" or engine_options:
         raise ValueError(f"unknown engine {engine!r} or options {sorted(engine_options)} for the local engine")
     from bitmark.detectors.resync import ResyncDetector
 
-    filt = WatermarkFilter(key, fpr=fpr, encoder=encoder, batch_size=batch_size, resync=resync)
+    filt = WatermarkFilter(key, fpr=fpr, encoder=encoder, batch_size=batch_size, resync=resync, data=data, null=null)
     header = make_header(key, fpr, filt.detector.encoder, filt.detector.bits, resync=isinstance(filt.detector, ResyncDetector))
     with open_manifest(manifest, header) as m:
         todo = [p for p in list_inputs(inputs) if p not in m.done]

@@ -79,7 +79,8 @@ class _Scorer:
     """One per Ray worker: holds the tokenizer and detector, scores one batch of files per call."""
 
     def __init__(self, key_dict: dict, fpr: float, batch_size: int, encoder: Any, identity: dict, threads: int,
-                 resync: bool = True):
+                 resync: bool = True, data: str | None = "photos", null: str | None = None,
+                 detector_null: str | None = None):
         import torch
 
         from bitmark.core.keys import WatermarkConfig, WatermarkKey
@@ -91,7 +92,10 @@ class _Scorer:
         found = encoder_identity(encoder)
         if found != identity:
             raise RuntimeError(f"this worker's encoder {found} is not the driver's {identity}; install the same weights")
-        self.filt = WatermarkFilter(key, fpr=fpr, encoder=encoder, batch_size=batch_size, resync=resync)
+        self.filt = WatermarkFilter(key, fpr=fpr, encoder=encoder, batch_size=batch_size, resync=resync, data=data, null=null)
+        if detector_null is not None and self.filt.detector.bits.null != detector_null:
+            raise RuntimeError(f"this worker detects with the {self.filt.detector.bits.null} null, the driver with "
+                               f"{detector_null}; install the same weights and detector card")
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
         paths = [os.fsdecode(bytes(b)) for b in batch["path_bytes"]]
@@ -136,18 +140,21 @@ def scan_ray(
     key, inputs: Iterable[str | Path], manifest: str | Path, fpr: float = 0.01, keep_list: str | Path | None = None,
     limit: int | None = None, batch_size: int = 64, encoder=None, progress: bool = True, workers: int | None = None,
     cpus_per_worker: float = 1.0, gpus_per_worker: float = 0.0, paths_from: str | Path | None = None,
-    encoder_spec: EncoderSpec | None = None, resync: bool = True,
+    encoder_spec: EncoderSpec | None = None, resync: bool = True, data: str | Path | None = "photos",
+    null: str | None = None,
 ) -> dict[str, Any]:
     """`scan` on Ray Data. `encoder` (an object, pickled to each worker) or `encoder_spec` (each worker
     builds it; default the shipped "photos" tokenizer). `paths_from`: a text list (one path a line) or a
     `.parquet` table (`path`, optional `bytes`). Returns the local engine's counts plus `workers`."""
     ray = import_ray()
-    from bitmark.detectors.bit_detector import BitDetector
-    from bitmark.detectors.resync import supports
+    from bitmark.detectors.resync import ResyncDetector
+    from bitmark.detectors.watermark_filter import WatermarkFilter
 
     spec = encoder if encoder is not None else (encoder_spec or EncoderSpec())
+    data = spec.data if isinstance(spec, EncoderSpec) else data
     local_encoder = encoder if encoder is not None else spec.build()  # the driver names it in the header
-    header = make_header(key, fpr, local_encoder, BitDetector(key, fpr=fpr), resync=resync and supports(local_encoder))
+    local = WatermarkFilter(key, fpr=fpr, encoder=local_encoder, resync=resync, data=data, null=null).detector
+    header = make_header(key, fpr, local_encoder, local.bits, resync=isinstance(local, ResyncDetector))
     inputs, has_bytes = list(inputs), False
     if paths_from is not None and str(paths_from).endswith(".parquet"):
         table_paths, has_bytes = read_path_table(paths_from)
@@ -174,7 +181,8 @@ def scan_ray(
                 _Scorer, batch_size=batch_size, batch_format="numpy",
                 compute=ray.data.ActorPoolStrategy(size=workers),
                 num_cpus=cpus_per_worker, num_gpus=gpus_per_worker or None,
-                fn_constructor_args=(key.to_dict(), fpr, batch_size, spec, header["encoder"], int(cpus_per_worker), resync),
+                fn_constructor_args=(key.to_dict(), fpr, batch_size, spec, header["encoder"], int(cpus_per_worker), resync,
+                                     None if data is None else str(data), null, local.bits.null),
             )
             with tqdm(total=len(todo), desc=f"scan (ray, {workers} workers)", unit="img",
                       disable=not progress or None) as bar:

@@ -40,17 +40,22 @@ class WatermarkFilter:
     """Splits images into kept (not flagged at `fpr`) and dropped (flagged as carrying `key`'s mark)."""
 
     def __init__(self, key: WatermarkKey, fpr: float = 0.01, encoder: Encoder | None = None, batch_size: int = 256,
-                 resync: bool = True):
+                 resync: bool = True, data: str | Path | None = "photos", null: str | None = None):
         """resync: undo crops, flips and rotations first (`bitmark.detectors.resync`; with the shipped tokenizer,
-        whose cell texture it reads; other encoders detect without it). False: the plain detector, ~15x faster."""
+        whose cell texture it reads; other encoders detect without it). False: the plain detector, ~15x faster.
+        data: the shipped models the encoder belongs to (default: the photos tokenizer, also the encoder when none
+        is given); their generator's detector card gives the default null (`bitmark.detectors.defaults`). None:
+        an encoder of no shipped generator. null: instead, this null ("self-normalised" or "binomial")."""
+        from bitmark.detectors.defaults import default_detector
         from bitmark.detectors.resync import make_image_detector
 
         if encoder is None:
             from bitmark.models import load_tokenizer
 
-            encoder = load_tokenizer("photos")
+            encoder = load_tokenizer(data or "photos")
         self.fpr = fpr
-        self.detector: ImageDetector = make_image_detector(encoder, BitDetector(key, fpr=fpr), resync, batch_size)
+        bits = default_detector(key, fpr, data, encoder) if null is None else BitDetector(key, fpr=fpr, null=null)
+        self.detector: ImageDetector = make_image_detector(encoder, bits, resync, batch_size)
 
     def split(self, images: np.ndarray | Sequence[np.ndarray]) -> FilterResult:
         """uint8 RGB images (N, H, W, 3) or a list of arrays of any size."""

@@ -66,7 +66,6 @@ class BitmarkWorld:
     name = "bitmark"
 
     def __init__(self, cfg: CollapseConfig, data: str = "photos", workdir: Path | None = None):
-        from bitmark.detectors import WatermarkFilter
         from bitmark.evaluation.keys import fixed_key
         from bitmark.io.datasets import load_dataset
         from bitmark.models import load_classifier, load_generator
@@ -81,8 +80,8 @@ class BitmarkWorld:
         if cfg.heldout is not None:
             held = held[np.random.default_rng(0).choice(len(held), cfg.heldout, replace=False)]
         self.heldout_features, _ = self.clf.embed(held)
-        self.resync = cfg.resync
-        self.filters = {f: WatermarkFilter(self.key, fpr=f, encoder=self.tok, resync=cfg.resync) for f in (0.01, 0.1)}
+        self.data, self.resync, self.null = data, cfg.resync, cfg.null
+        self.filters = {f: self._filter(f) for f in (0.01, 0.1)}
         self.workdir = Path(workdir or tempfile.gettempdir())
         self.channel = Channel(cfg.channel)
         self._train_pool: Batch | None = None
@@ -141,10 +140,13 @@ class BitmarkWorld:
 
     def flagged(self, batch: Batch, fpr: float) -> np.ndarray:
         if fpr not in self.filters:
-            from bitmark.detectors import WatermarkFilter
-
-            self.filters[fpr] = WatermarkFilter(self.key, fpr=fpr, encoder=self.tok, resync=self.resync)
+            self.filters[fpr] = self._filter(fpr)
         return ~self.filters[fpr].split(batch.items).keep_mask
+
+    def _filter(self, fpr: float):
+        from bitmark.detectors import WatermarkFilter
+
+        return WatermarkFilter(self.key, fpr=fpr, encoder=self.tok, resync=self.resync, data=self.data, null=self.null)
 
     def selection_features(self, batch: Batch) -> np.ndarray:
         return pixel_features(batch.items)

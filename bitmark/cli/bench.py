@@ -54,6 +54,9 @@ def add_parser(sub) -> None:
     rb.add_argument("--resync", action=argparse.BooleanOptionalAction, default=None,
                     help="rows of the default detector with the resynchronisation stage beside the plain ones (default, "
                          "except with --quick); --no-resync skips them (the stage costs ~40 ms per image, most of the run's time)")
+    rb.add_argument("--null", choices=("self-normalised",), default=None,
+                    help="the default scheme's null (default: the detectors' default, the model null with the weights of "
+                         "the generator's detector card); self-normalised: the default before it")
     rb.add_argument("--no-quality", action="store_true", help="skip the quality-per-delta table")
     rb.add_argument("--no-baselines", action="store_true", help="skip invisible-watermark even when installed")
     rb.add_argument("--data", default="photos", help="embedded: a shipped name or a generator weights path (runs/X/X)")
@@ -177,6 +180,7 @@ def run_robustness(args: argparse.Namespace) -> int:
     if args.resync is not None:
         cfg.resync = args.resync
     cfg.quality = not args.no_quality
+    cfg.null = args.null
     if args.no_baselines:
         cfg.baseline_num = {}
     out = Path(args.out)

@@ -47,10 +47,12 @@ def add_parser(sub) -> None:
     add_allow_shared_key(d)
     d.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate (default 0.01)")
     d.add_argument("--null", choices=("self-normalised", "binomial", "model"), default=None,
-                   help="default: by rule; model: each bit's q from the shipped generator of --data, teacher-forced "
-                        "(images read by the shipped tokenizer; more robust, benchmarks/RESULTS.md 'Spending the bias')")
+                   help="default: the model null with the per-scale weights of --data's detector card (keyed-spatial keys, "
+                        "images read by the shipped tokenizer, pyramids of its grids; benchmarks/RESULTS.md 'The model null "
+                        "by default'), else by rule; model: the model null without weights (unless --scale-weights)")
     d.add_argument("--scale-weights", type=weights_list, default=None, metavar="W0,W1,...",
-                   help="per-scale weights of the z, one per scale (e.g. learned by bitmark bench spending)")
+                   help="per-scale weights of the z, one per scale (e.g. learned by bitmark train detector); with the rule's "
+                        "null unless --null model")
     d.add_argument("--unique", action="store_true", help="binomial null: count unique occurrences only")
     d.add_argument("--scales", type=scales_list, default=None, help="score only these watermarked scales")
     d.add_argument("--rule", choices=RULES, default=None, help="refuse unless the key uses this rule")
@@ -76,21 +78,19 @@ def run(args: argparse.Namespace) -> int:
     from bitmark.detectors import BitDetector
 
     key = load_key(args.key, args.allow_shared_key)
+    checks = dict(fpr=args.fpr, scales=args.scales, rule=args.rule, context=args.context, delta=args.delta)
     try:
-        predictor = _predictor(args) if args.null == "model" else None
-        detector = BitDetector(
-            key,
-            fpr=args.fpr,
-            null=args.null,
-            unique=args.unique,
-            scales=args.scales,
-            rule=args.rule,
-            context=args.context,
-            delta=args.delta,
-            counting=args.counting,
-            weights=args.scale_weights,
-            predictor=predictor,
-        )
+        plain = BitDetector(key, null=args.null if args.null != "model" else None, unique=args.unique,
+                            counting=args.counting, weights=args.scale_weights, **checks)
+        if args.null == "model":
+            detector = BitDetector(key, null="model", weights=args.scale_weights, predictor=_predictor(args), **checks)
+        elif args.null is None and args.scale_weights is None and not args.unique and args.counting == "token" \
+                and args.encoder == "tokenizer" and args.backend == "embedded":
+            from bitmark.detectors.defaults import default_detector
+
+            detector = default_detector(key, data=args.data, **checks)
+        else:
+            detector = plain
     except (ConfigMismatch, ValueError, OSError) as e:
         raise UsageError(str(e)) from e
     entries = list(iter_entries(args.inputs, IMAGE_SUFFIXES + PYRAMID_SUFFIXES))
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         if entry.skip is not None:
             rows.append(_skip_row(entry))
         elif _is_pyramid(entry.path):
-            rows.extend(_pyramid_rows(detector, entry.path))
+            rows.extend(_pyramid_rows(detector, entry.path, plain if args.null is None else None))
         else:
             r = next(image_rows)
             rows.append(r if "error" in r else {"index": 0, **r})
@@ -134,15 +134,20 @@ def _skip_row(entry) -> dict[str, Any]:
     return {"path": str(entry.path), "skipped": entry.skip}
 
 
-def _pyramid_rows(detector, path: Path) -> list[dict[str, Any]]:
-    """One row per pyramid in the file, or one error row: no failure of one file reaches the others."""
-    from bitmark.core.pyramid import load_pyramid
+def _pyramid_rows(detector, path: Path, plain=None) -> list[dict[str, Any]]:
+    """One row per pyramid in the file, or one error row: no failure of one file reaches the others.
+    plain: the detector for pyramids of grids the default detector's generator does not predict (e.g. Infinity's)."""
+    from bitmark.core.pyramid import as_pyramid, load_pyramid
 
     problem = unreadable_reason(path) or _npz_too_large(path)
     try:
         if problem:
             raise ValueError(f"{path}: {problem}")
-        result = detector.detect(load_pyramid(path))
+        pyramid = as_pyramid(load_pyramid(path))
+        if plain is not None and detector.predictor is not None and \
+                [tuple(t.shape[1:3]) for t in pyramid] != detector.predictor.grids:
+            detector = plain
+        result = detector.detect(pyramid)
     except MemoryError:
         error = f"{path}: out of memory reading the bit pyramid"
     except Exception as e:  # noqa: BLE001 -- PyramidError, OSError, zip and safetensors errors of a corrupt file

@@ -38,6 +38,9 @@ def add_parser(sub) -> None:
     s.add_argument("--gpus-per-worker", type=float, default=0.0, help="ray: GPUs each actor reserves, for an encoder that uses one (the shipped tokenizer runs on CPU)")
     s.add_argument("--encoder", choices=("tokenizer",), default="tokenizer", help="what reads images into bits")
     s.add_argument("--data", default="photos", help="which shipped tokenizer (or a weights path)")
+    s.add_argument("--null", choices=("self-normalised", "binomial"), default=None,
+                   help="default: the model null with the weights of --data's detector card where it applies (see "
+                        "`bitmark detect --null`), else by rule; or this null")
     s.add_argument("--resync", action=argparse.BooleanOptionalAction, default=True,
                    help="undo crops, flips and rotations first (default; see `bitmark detect --resync`); --no-resync is ~15x faster (default: %(default)s)")
     s.add_argument("--json", action="store_true", help="print the totals as JSON")
@@ -80,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
         encoder = image_encoder(args)
     try:
         r = scan(key, inputs, args.out, fpr=args.fpr, keep_list=args.keep, limit=args.limit, encoder=encoder,
-                 batch_size=args.batch_size, engine=args.engine, resync=args.resync, **options)
+                 batch_size=args.batch_size, engine=args.engine, resync=args.resync, data=args.data, null=args.null,
+                 **options)
     except RuntimeError as e:
         if type(e).__name__ != "RayScanError":
             raise

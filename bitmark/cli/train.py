@@ -11,8 +11,9 @@ from bitmark.cli.common import EXIT_OK, UsageError, add_threads
 
 def add_parser(sub) -> None:
     t = sub.add_parser("train", help="train a shipped model (seeded, resumable, with a wall-time budget)")
-    t.add_argument("kind", choices=("tokenizer", "generator", "classifier", "autoencoder", "robust"),
-                   help="which model to train (robust: fine-tune a trained tokenizer through a random image channel)")
+    t.add_argument("kind", choices=("tokenizer", "generator", "classifier", "autoencoder", "robust", "detector"),
+                   help="which model to train (robust: fine-tune a trained tokenizer through a random image channel; "
+                        "detector: learn the default detector's per-scale weights for --data's generator, a JSON card)")
     t.add_argument("--data", required=True, help="photos, digits, or a folder of images (class = sub-folder)")
     t.add_argument("--out", default=None, help="weights path without suffix (default: RUN_DIR/DATA-KIND)")
     t.add_argument("--run-dir", default=None, help="checkpoint folder, default runs/DATA-KIND; an existing checkpoint is resumed")
@@ -34,6 +35,7 @@ def add_parser(sub) -> None:
     r.add_argument("--drop-skip", action="store_true", help="remove the tokenizer's linear patch paths")
     r.add_argument("--channel", default=None, help="comma-separated channel ops (default: all of bitmark.training.channel)")
     r.add_argument("--quality", type=float, default=1.0, help="scale of the regulariser to the frozen decoder's output")
+    t.add_argument("--calibration", type=int, default=300, help="detector: marked calibration samples (default 300)")
     t.add_argument("--json", action="store_true", help="print the weights card as JSON")
     add_threads(t)
     t.set_defaults(func=run)
@@ -56,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.install and out.resolve().is_relative_to(package):
         raise UsageError(f"--out {out} is inside the installed package ({package}); "
                          "pass --install to replace the shipped weights, or write elsewhere")
+    if args.kind == "detector":
+        return _detector(args, out)
     cfg = TrainConfig(
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, budget_minutes=args.budget_minutes
     )
@@ -93,4 +97,22 @@ def run(args: argparse.Namespace) -> int:
         if not args.install:
             print(f"use them with --data {out}; ship them with --install (or copy both files to {WEIGHTS_DIR})")
         print(json.dumps(card["metrics"], indent=2))
+    return EXIT_OK
+
+
+def _detector(args: argparse.Namespace, out: Path) -> int:
+    from bitmark.models import MissingWeights
+    from bitmark.training.detector import DetectorCalibration, train_detector
+
+    if args.calibration < 10:
+        raise UsageError(f"--calibration must be at least 10 samples, got {args.calibration}")
+    try:
+        card = train_detector(args.data, out, DetectorCalibration(num=args.calibration, seed=1000 + args.seed))
+    except MissingWeights as e:
+        raise UsageError(str(e)) from e
+    if args.json:
+        print(json.dumps(card))
+    else:
+        print(f"wrote {out.with_suffix('.json')}: model null, scale weights {card['scale_weights']} "
+              f"(mean z of the calibration samples after {card['calibration']['attack']}: {card['calibration']['mean_z']:.2f})")
     return EXIT_OK

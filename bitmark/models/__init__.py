@@ -10,6 +10,7 @@ from bitmark.models.shipped import (
     MissingWeights,
     classes,
     dataset_of,
+    detector_card,
     load_autoencoder,
     load_classifier,
     load_generator,
@@ -17,4 +18,4 @@ from bitmark.models.shipped import (
     real_data,
 )
 
-__all__ = ["WEIGHTS_DIR", "MissingWeights", "classes", "dataset_of", "load_autoencoder", "load_classifier", "load_generator", "load_tokenizer", "real_data"]
+__all__ = ["WEIGHTS_DIR", "MissingWeights", "classes", "dataset_of", "detector_card", "load_autoencoder", "load_classifier", "load_generator", "load_tokenizer", "real_data"]

@@ -68,6 +68,20 @@ def load_autoencoder(data_or_path: str | Path = "photos"):
     return load_weights(path, Autoencoder(AutoencoderConfig(**load_card(path)["config"])))
 
 
+def detector_card(data_or_path: str | Path = "photos") -> dict | None:
+    """The detector card that goes with a generator (`bitmark train detector`): its null and per-scale weights;
+    None where there is none (a folder of models trained without one, a weights path with no card beside it)."""
+    p = Path(data_or_path)
+    if p.is_dir():
+        found = sorted(p.glob("*-detector.json"))
+        path = found[0] if len(found) == 1 else None
+    elif p.suffix in (".safetensors", ".json") or p.with_suffix(".json").exists():
+        path = p.with_name(p.with_suffix("").name.rsplit("-", 1)[0] + "-detector.json")
+    else:
+        path = WEIGHTS_DIR / f"{data_or_path}-detector.json"
+    return load_card(path) if path is not None and path.exists() else None
+
+
 def dataset_of(data_or_path: str | Path) -> str:
     """The data set behind a shipped name, a folder, or a generator weights path (its card's `data`): where a
     benchmark finds the held-out crops and the classifier of models trained elsewhere (runs/X/X)."""
