@@ -140,6 +140,9 @@ class Bench:
 
             self.resynced = ResyncDetector(self.backend.tok, self.detectors[DEFAULT], weight=cfg.resync_weights[0])
         self._observed: dict[str, np.ndarray] = {}
+        self.pyramids = {name: self.encode(x) for name, x in self.marked.items()}
+        negatives = self.encode(np.concatenate([self.clean, self.real]))
+        self.untouched = {name: det.detect(negatives) for name, det in self.detectors.items()}  # un-attacked negatives
 
     def detector(self, key):
         """The detector of a scheme's key: the detectors' default for the embedded models (or `cfg.null` for the
@@ -150,9 +153,6 @@ class Bench:
         if self.cfg.null is not None and key.config.rule == SCHEMES[DEFAULT][1]:
             return BitDetector(key, null=self.cfg.null)
         return default_detector(key, data=self.backend.data if self.backend.kind == "embedded" else None)
-        self.pyramids = {name: self.encode(x) for name, x in self.marked.items()}
-        negatives = self.encode(np.concatenate([self.clean, self.real]))
-        self.untouched = {name: det.detect(negatives) for name, det in self.detectors.items()}  # un-attacked negatives
 
     def observed(self, scheme: str, n: int) -> np.ndarray:
         """Watermarked samples the rule-stealing attacker sees (other seeds than the test images)."""
