@@ -3,7 +3,9 @@
 
 N watermarked samples of the shipped generator are written as PNG files, a quarter each un-attacked,
 centre-cropped (0.75), mirrored and JPEG-compressed (75), and read back through `detect_files` -- the
-path `bitmark detect` takes -- by the plain `ImageDetector` and by `ResyncDetector`, one torch thread.
+path `bitmark detect` takes -- by the plain `ImageDetector` and by `ResyncDetector`, one torch thread; each
+with the default bit detector (the model null of the detector card, `bitmark.detectors.defaults`) and with
+the rule's self-normalised null (`--null self-normalised`).
 Wall time and this process's CPU time are both reported: on a shared machine the CPU time is the cost.
 """
 
@@ -21,6 +23,7 @@ import torch
 def measure(num: int = 128, repeats: int = 2) -> dict:
     from bitmark import attacks
     from bitmark.detectors import BitDetector, ImageDetector, ResyncDetector
+    from bitmark.detectors.defaults import default_detector
     from bitmark.evaluation.keys import fixed_key
     from bitmark.evaluation.provenance import cpu_name
     from bitmark.io.images import save_png
@@ -38,8 +41,10 @@ def measure(num: int = 128, repeats: int = 2) -> dict:
         for spec, idx in zip(specs, parts):
             for i, x in zip(idx, attacks.parse(spec)(marked[idx], seed=1)):
                 paths.append(save_png(Path(tmp) / f"{i:05d}.png", x))
-        for name, det in (("resync off", ImageDetector(tok, BitDetector(key))),
-                          ("resync on", ResyncDetector(tok, BitDetector(key)))):
+        for name, det in (("resync off", ImageDetector(tok, default_detector(key))),
+                          ("resync on", ResyncDetector(tok, default_detector(key))),
+                          ("resync off, self-normalised", ImageDetector(tok, BitDetector(key))),
+                          ("resync on, self-normalised", ResyncDetector(tok, BitDetector(key)))):
             best_wall, best_cpu, flagged = float("inf"), float("inf"), 0
             for _ in range(repeats):
                 w0, c0 = time.perf_counter(), time.process_time()
@@ -57,7 +62,7 @@ def run(num: int = 128, as_json: bool = False) -> dict:
         print(json.dumps(r))
         return r
     print(f"machine: {r['machine']}; {r['images']} PNGs ({', '.join(r['attacks'])}, a quarter each)")
-    for name in ("resync off", "resync on"):
+    for name in ("resync off", "resync on", "resync off, self-normalised", "resync on, self-normalised"):
         s = r[name]
         print(f"  {name}: {s['images_per_s']:.1f} images/s wall, {s['cpu_ms_per_image']:.1f} ms CPU per image, "
               f"{s['flagged']}/{r['images']} flagged")

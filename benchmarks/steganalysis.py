@@ -119,7 +119,7 @@ def run(out: Path, cfg: Config, progress: bool = True) -> dict[str, Any]:
     from bitmark import attacks
     from bitmark.backends import EmbeddedBackend, make_sampler
     from bitmark.benchmarks.metrics import tpr_at_fpr
-    from bitmark.detectors import BitDetector, ImageDetector
+    from bitmark.detectors import ImageDetector, default_detector
     from bitmark.evaluation.quality import frechet_distance
 
     validate(cfg)
@@ -155,7 +155,7 @@ def run(out: Path, cfg: Config, progress: bool = True) -> dict[str, Any]:
             row.update(fd_to_clean=frechet_distance(feats, clean_f), fd_floor=fd_floor,
                        class_acc=float(np.mean(pred == labels)), clean_class_acc=float(np.mean(clean_pred == labels)))
         if key is not None:
-            det = ImageDetector(backend.tok, BitDetector(key, fpr=0.01))
+            det = ImageDetector(backend.tok, default_detector(key, fpr=0.01, data=backend.data))
             pos, neg = det.detect(jpeg(marked, seed=11)).z_score, det.detect(negatives).z_score
             tpr = tpr_at_fpr(pos, neg, 0.01)
             row.update(tpr_jpeg75="n/a (needs >= 1k negatives)" if tpr is None else tpr, n_neg_jpeg75=len(neg))

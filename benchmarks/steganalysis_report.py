@@ -46,7 +46,7 @@ def summary(rows: list[dict[str, Any]], cfg, wall: float, files: list[str]) -> s
          f"CNN: {cfg.cnn_epochs} epochs, fixed high-pass first layer, 4x4 phase folded into channels."),
         (f"Watermarked samples: seed {cfg.seed}; clean: seed {cfg.seed + 1} -- separate streams, so no marked "
          "image has a content-matched clean twin (see the module docstring)."),
-        (f"TPR after JPEG 75: z of `ImageDetector(tok, BitDetector(key, fpr=0.01))` on JPEG-75 images; threshold "
+        (f"TPR after JPEG 75: z of `ImageDetector(tok, default_detector(key, fpr=0.01))` (the model null of the detector card) on JPEG-75 images; threshold "
          f"= empirical 99% quantile of {n_neg} JPEG-75 clean negatives (seed {cfg.seed + 1})."),
         f"Per-row time: linear and CNN k-fold seconds in steganalysis.csv; whole run {wall:.0f} s.",
     ]

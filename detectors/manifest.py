@@ -106,11 +106,16 @@ def check_header(found: dict[str, Any], wanted: dict[str, Any], path: Path) -> N
             f"{path} was written by another scan configuration, so its verdicts do not hold for this one:\n  "
             + "\n  ".join(diffs) + "\nscan into a new --out (or rerun with the manifest's own settings"
             + (f", here {'--resync' if found.get('resync') else '--no-resync'}" if found.get("resync") != wanted.get("resync") else "")
-            + (f", here --null {found['detector']['null']}" if isinstance(found.get("detector"), dict)
-               and found["detector"].get("null") in ("self-normalised", "binomial")
-               and found["detector"].get("null") != wanted.get("detector", {}).get("null") else "")
+            + _null_hint(found.get("detector"), wanted.get("detector"))
             + ")"
         )
+
+
+def _null_hint(found: Any, wanted: Any) -> str:
+    """The scan option that gives back a manifest's null: --null X for a rule's null, none for the default one."""
+    if not isinstance(found, dict) or not isinstance(wanted, dict) or found.get("null") == wanted.get("null"):
+        return ""
+    return f", here --null {found['null']}" if found.get("null") in ("self-normalised", "binomial") else ", here without --null"
 
 
 # --- reading and writing ------------------------------------------------------------------------------------
