@@ -80,7 +80,7 @@ class _Scorer:
 
     def __init__(self, key_dict: dict, fpr: float, batch_size: int, encoder: Any, identity: dict, threads: int,
                  resync: bool = True, data: str | None = "photos", null: str | None = None,
-                 detector_null: str | None = None):
+                 detector: dict | None = None):
         import torch
 
         from bitmark.core.keys import WatermarkConfig, WatermarkKey
@@ -93,9 +93,9 @@ class _Scorer:
         if found != identity:
             raise RuntimeError(f"this worker's encoder {found} is not the driver's {identity}; install the same weights")
         self.filt = WatermarkFilter(key, fpr=fpr, encoder=encoder, batch_size=batch_size, resync=resync, data=data, null=null)
-        if detector_null is not None and self.filt.detector.bits.null != detector_null:
-            raise RuntimeError(f"this worker detects with the {self.filt.detector.bits.null} null, the driver with "
-                               f"{detector_null}; install the same weights and detector card")
+        found = make_header(key, fpr, encoder, self.filt.detector.bits)["detector"]
+        if detector is not None and found != detector:
+            raise RuntimeError(f"this worker's detector {found} is not the driver's {detector}; install the same detector card")
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
         paths = [os.fsdecode(bytes(b)) for b in batch["path_bytes"]]
@@ -182,7 +182,7 @@ def scan_ray(
                 compute=ray.data.ActorPoolStrategy(size=workers),
                 num_cpus=cpus_per_worker, num_gpus=gpus_per_worker or None,
                 fn_constructor_args=(key.to_dict(), fpr, batch_size, spec, header["encoder"], int(cpus_per_worker), resync,
-                                     None if data is None else str(data), null, local.bits.null),
+                                     None if data is None else str(data), null, header["detector"]),
             )
             with tqdm(total=len(todo), desc=f"scan (ray, {workers} workers)", unit="img",
                       disable=not progress or None) as bar:
