@@ -3,12 +3,13 @@ shipped models allow it, the rule's own null otherwise.
 
 The model null (q = the generator's own teacher-forced P(bit = 1), `bitmark.detectors.predicted`) with the
 per-scale weights of the generator's detector card (`bitmark train detector`) is the most robust detector
-measured on the shipped models: at δ = 2 it lifts TPR@1% after JPEG 50 from 0.77 to 0.97 and keeps the nominal
-1% test at 0.1-1.0% on clean samples and real photos (benchmarks/RESULTS.md, "The model null by default").
+measured on the shipped models: at δ = 2 it lifts TPR@1% after JPEG 50 from 0.77 to 0.95 and the autoencoder
+regeneration from 0.35 to 0.65, and its nominal 1% test flags 0.3-1.6% of clean samples and real photos under 42
+attacks (benchmarks/RESULTS.md, "The model null by default").
 Both q and the weights are functions of the bits alone, never of the key, so the null stays exact.
 
 It applies when the images are read by the shipped tokenizer whose generator the card was learned with, the
-key's rule is one the card lists, and the key marks the generator's schedule. Anything else -- an Infinity
+key's rule and n are the card's, and the encoder reads the generator's schedule. Anything else -- an Infinity
 encoder, a bitmark-2025 key, a folder of models without a card -- gets the rule's default null, as before.
 """
 
