@@ -55,9 +55,9 @@ class CollapseConfig:
     # each generation's time and the loop's images are not moved, or are JPEG-compressed after the move (the
     # web channel), which removes the cell texture the stage reads the move from
     resync: bool = False
-    # the filter's null: the self-normalised one, which every collapse figure in benchmarks/RESULTS.md was measured
-    # with; None: the detectors' default since (the model null with the detector card's weights)
-    null: str | None = "self-normalised"
+    # the filter's null; None: the detectors' default (the model null with the detector card's weights).
+    # "self-normalised" is the null of every collapse figure in benchmarks/RESULTS.md measured before that default
+    null: str | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.marked_share <= 1.0:

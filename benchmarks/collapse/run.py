@@ -24,10 +24,11 @@ log = logging.getLogger(__name__)
 
 def run(out: Path, preset: str = "full", seeds: int | None = None, generations: int | None = None,
         progress: bool = True, backend=None, channel: str | None = None,
-        marked_share: float | None = None) -> dict[str, Any]:
+        marked_share: float | None = None, null: str | None = None) -> dict[str, Any]:
     """backend: the embedded one only (each generation retrains the generator; another backend is refused).
     channel: an attack spec applied to every scraped image (`web`: a random chain per image); marked_share:
-    the share of synthetic images from a marking generator (None: the preset's, 1)."""
+    the share of synthetic images from a marking generator (None: the preset's, 1); null: the watermark filter's
+    null (None: the preset's, the detectors' default)."""
     from bitmark import attacks
     from bitmark.backends import require as require_backend
     from bitmark.evaluation.provenance import command, machine
@@ -46,7 +47,7 @@ def run(out: Path, preset: str = "full", seeds: int | None = None, generations: 
         channel = None
     if channel is not None:
         attacks.check(channel)  # before anything is written
-    overrides = (("seeds", seeds), ("generations", generations), ("channel", channel), ("marked_share", marked_share))
+    overrides = (("seeds", seeds), ("generations", generations), ("channel", channel), ("marked_share", marked_share), ("null", null))
     cfg = replace(PRESETS[preset], **{k: v for k, v in overrides if v is not None})
     require_extras("photos")  # before anything is written: the held-out crops and the figure need the extras
     require("matplotlib", "plots", "the collapse figure")
@@ -81,7 +82,8 @@ def run(out: Path, preset: str = "full", seeds: int | None = None, generations: 
         f"images, π = {cfg.synthetic_share:g} synthetic; accumulate: first pool {cfg.accumulate_real} real images. "
         f"Generation 0 = the shipped generator, shared by every arm and regime of a seed. random / entropy / "
         f"confidence keep as many images as watermark@{cfg.match_fpr:g} kept, generation by generation. "
-        f"Channel {cfg.channel or 'none'}, marked share {cfg.marked_share:g}."),
+        f"Channel {cfg.channel or 'none'}, marked share {cfg.marked_share:g}; the watermark filter's null: "
+        f"{cfg.null or 'the default (the model null, detector card weights)'}."),
     ]
     files = ["config.json", "generations.csv", "toy_generations.csv", "collapse.png", "summary.md", "invocations.jsonl"]
     (out / "summary.md").write_text(summary_md(rows, toy_rows, cfg, toy_cfg, header, files))
@@ -118,13 +120,17 @@ def _invocations(working: list[dict[str, Any]]) -> str:
     return f"{total:.1f} min ({each or 'none'})"
 
 
+# fields whose default changed: the value a config.json written without the field ran with
+_DEFAULTS_BEFORE = {"null": "self-normalised"}
+
+
 def _check_config(path: Path, cfg: CollapseConfig, write: bool = True) -> None:
     """A rerun must use the configuration the finished cells were made with, or a fresh --out."""
     now = json.loads(json.dumps(asdict(cfg)))
     if path.exists():
         before = json.loads(path.read_text())
-        # a field added since the cells were made counts as its default (what those cells ran with)
-        default = json.loads(json.dumps(asdict(CollapseConfig())))
+        # a field added since the cells were made counts as what those cells ran with: its default then
+        default = {**json.loads(json.dumps(asdict(CollapseConfig()))), **_DEFAULTS_BEFORE}
         diff = sorted(k for k in now if before.get(k, default[k]) != now[k])
         if diff:
             raise ValueError(f"{path.parent} holds cells of another configuration (differs in {diff}); use a new --out")

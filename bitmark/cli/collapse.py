@@ -41,6 +41,10 @@ def add_parser(sub) -> None:
     c.add_argument("--marked-share", type=share, default=None, metavar="S",
                    help="share (0..1) of the synthetic images made by a marking generator; the rest come from an "
                         "unmarked copy of the same model (default 1)")
+    c.add_argument("--null", choices=("self-normalised", "binomial"), default=None,
+                   help="the watermark filter's null; default: the detectors' default (the model null with the "
+                        "detector card's weights, see `bitmark detect --null`); self-normalised: the null of the "
+                        "collapse figures in benchmarks/RESULTS.md measured before it")
     c.add_argument("--json", action="store_true", help="print the totals as JSON")
     add_backend_arguments(c)
     add_threads(c)
@@ -52,6 +56,6 @@ def run(args: argparse.Namespace) -> int:
 
     preset = "quick" if args.quick else (args.preset or "full")
     r = run(Path(args.out), preset=preset, seeds=args.seeds, generations=args.generations,
-            backend=backend_from_args(args), channel=args.channel, marked_share=args.marked_share)
+            backend=backend_from_args(args), channel=args.channel, marked_share=args.marked_share, null=args.null)
     print(json.dumps(r) if args.json else f"wrote {', '.join(str(Path(args.out) / f) for f in r['files'])} ({r['wall_s']:.0f} s)")
     return EXIT_OK
