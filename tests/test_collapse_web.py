@@ -173,6 +173,18 @@ def test_a_rerun_with_another_channel_or_share_is_refused(tmp_path):
         _check_config(old / "config.json", replace(cfg, marked_share=0.5))
 
 
+def test_a_folder_from_before_the_model_null_default_is_read_as_self_normalised(tmp_path):
+    path = tmp_path / "config.json"
+    cfg = PRESETS["smoke"]
+    assert cfg.null is None  # the detectors' default
+    _check_config(path, replace(cfg, null="self-normalised"))
+    path.write_text(re.sub(r',\s*"null": "self-normalised"', "", path.read_text()))
+    assert '"null"' not in path.read_text()
+    with pytest.raises(ValueError, match="null"):
+        _check_config(path, cfg)  # those cells ran with the self-normalised filter
+    _check_config(path, replace(cfg, null="self-normalised"))
+
+
 def test_cli_knows_every_preset_and_checks_the_share():
     import argparse
 
